@@ -1,0 +1,1 @@
+"""Ray actors wrapping bgservice's core: decoder, Segmenter pool, compositor, encoder; dag.py assembles a job."""

@@ -1,0 +1,3 @@
+"""studio-background: remove or replace the background of videos."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Segmentation models behind one small interface, chosen by name."""
