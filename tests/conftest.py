@@ -1,0 +1,39 @@
+"""Shared fixtures: the real test media beside the repo, scratch dirs, settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bgservice.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, why: str) -> None:
+    """Skip when a test asset is missing; under CI=true a missing asset is a failure, not a skip."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"missing in CI: {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    need((SHARED_DATA / "videos").is_dir(), f"test media not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def videos(shared_data: Path) -> Path:
+    return shared_data / "videos"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(tmp_dir=tmp_path / "scratch")
