@@ -11,6 +11,7 @@
     │   ├── InvalidBackground           invalid_background        bad hex colour, colour and image together
     │   ├── InvalidBackgroundImage      invalid_background_image  unreadable or unsupported image
     │   ├── InputTooLarge               input_too_large           over a BGSERVICE_MAX_* limit
+    │   ├── InvalidOutput               invalid_output            output URL unusable (a directory, unknown scheme)
     │   └── InvalidManifest             invalid_manifest          a batch manifest or line that cannot be read
     ├── InternalError                   internal                  anything unexpected
     ├── DecodeFailed                    decode_failed             the decoder stage died (process lost, ...)
@@ -74,6 +75,10 @@ class InputTooLarge(UserError):
     code = "input_too_large"
 
 
+class InvalidOutput(UserError):
+    code = "invalid_output"
+
+
 class InvalidManifest(UserError):
     code = "invalid_manifest"
 
@@ -101,6 +106,7 @@ ALL_CODES: tuple[str, ...] = (
     InvalidBackground.code,
     InvalidBackgroundImage.code,
     InputTooLarge.code,
+    InvalidOutput.code,
     InvalidManifest.code,
     InternalError.code,
     DecodeFailed.code,

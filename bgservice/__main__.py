@@ -1,0 +1,5 @@
+import sys
+
+from bgservice.cli import main
+
+sys.exit(main())

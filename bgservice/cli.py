@@ -1,0 +1,141 @@
+"""``bgservice`` command line.
+
+Exit codes: 0 success; 2 the request is at fault (``error: <code>: <message>`` on stderr, no traceback);
+1 anything else (``error: internal: ...``); 130 interrupted (Ctrl-C / SIGTERM), temporary files removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from bgservice import __version__
+from bgservice.errors import BgServiceError, JobCancelled, as_service_error
+from bgservice.pipeline import JobResult, ProgressFn
+from bgservice.settings import Settings, get_settings
+from bgservice.spec import JobSpec
+
+ENGINES = ("ray", "local")
+DEFAULT_ENGINE = "local"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bgservice", description="Remove or replace the background of videos.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("process", help="turn one video into the finished MP4")
+    p.add_argument("input", metavar="INPUT", help="local path or fsspec URL (s3://bucket/key, ...)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="local path or fsspec URL")
+    bg = p.add_mutually_exclusive_group()
+    bg.add_argument("--background", metavar="HEX", help="solid colour, #RGB or #RRGGBB (default: white)")
+    bg.add_argument("--background-image", metavar="PATH_OR_URL", help="JPEG/PNG/WebP stretched to the frame")
+    p.add_argument("--start", metavar="T", help="trim start: seconds (12.5) or [hh:]mm:ss(.fff)")
+    p.add_argument("--end", metavar="T", help="trim end (clamped to the video's end)")
+    p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help=f"default: {DEFAULT_ENGINE}")
+    p.add_argument("--crf", type=int, help="x264 CRF (default: BGSERVICE_CRF or 18)")
+    p.add_argument("--preset", help="x264 preset (default: BGSERVICE_PRESET or veryfast)")
+    p.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
+    return parser
+
+
+class _Progress:
+    """A tqdm bar on a terminal (frames done / total, fps, ETA); silent when stderr is not a TTY."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._bar: Any = None
+        self._enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=self._label, unit="frame", dynamic_ncols=True, leave=False)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _run(spec: JobSpec, settings: Settings, engine: str, progress: ProgressFn) -> JobResult:
+    if engine == "local":
+        from bgservice.pipeline import run_job
+
+        return run_job(spec, settings, progress=progress)
+    from actors.dag import run_job_ray
+
+    return run_job_ray(spec, settings, progress=progress)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def process(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.crf is not None:
+        overrides["crf"] = args.crf
+    if args.preset is not None:
+        overrides["preset"] = args.preset
+    base = get_settings()
+    settings = base.model_copy(update=overrides) if overrides else base
+    spec = JobSpec.build(
+        args.input,
+        args.output,
+        colour=args.background,
+        image_url=args.background_image,
+        start=args.start,
+        end=args.end,
+    )
+    progress = _Progress(label=args.input.rsplit("/", 1)[-1][:40])
+    try:
+        result = _run(spec, settings, args.engine, progress)
+    finally:
+        progress.close()
+    audio = "with audio" if result.has_audio else "no audio"
+    print(
+        f"{result.output_url}: {result.width}x{result.height}, {result.frames} frames, "
+        f"{result.duration_seconds:.3f}s, {audio}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if args.command == "process":
+            return process(args)
+        return 2  # pragma: no cover - argparse rejects unknown commands
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except JobCancelled as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 130
+    except BgServiceError as exc:
+        if exc.exit_code != 2 and args.debug:
+            traceback.print_exc()
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        err = as_service_error(exc)
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {err.code}: {err.message}", file=sys.stderr)
+        return err.exit_code if err.exit_code in (1, 2) else 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
