@@ -40,8 +40,14 @@ def decode_image(path: str) -> np.ndarray:
                 return np.asarray(rgb, dtype=np.uint8)
     except InvalidBackgroundImage:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, SyntaxError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        SyntaxError,
+    ) as exc:
         raise InvalidBackgroundImage(f"background image cannot be read: {exc}") from exc
 
 

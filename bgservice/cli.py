@@ -25,7 +25,9 @@ DEFAULT_ENGINE = "local"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bgservice", description="Remove or replace the background of videos.")
+    parser = argparse.ArgumentParser(
+        prog="bgservice", description="Remove or replace the background of videos."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 

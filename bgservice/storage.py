@@ -26,6 +26,7 @@ from bgservice.settings import Settings
 
 _CHUNK = 8 * 1024 * 1024
 _LOCAL_PROTOCOLS = {"file", "local"}
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "az"}
 
 
 def split_protocol(url: str) -> tuple[str, str]:
@@ -63,9 +64,10 @@ def scratch_dir(settings: Settings, prefix: str = "bgservice-") -> Iterator[Path
 
 def _filesystem(url: str) -> tuple[Any, str]:
     try:
-        return fsspec.core.url_to_fs(url)
+        fs, path = fsspec.core.url_to_fs(url)
     except (ValueError, ImportError) as exc:
         raise InvalidInput(f"unsupported URL {url!r}: {exc}") from exc
+    return fs, str(path)
 
 
 @contextlib.contextmanager
@@ -136,8 +138,9 @@ def publish(local_file: str | Path, output_url: str) -> None:
                 partial.unlink(missing_ok=True)
             return
         fs, path_in_fs = fsspec.core.url_to_fs(output_url)
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         parent = path_in_fs.rsplit("/", 1)[0] if "/" in path_in_fs else ""
-        if parent and fs.protocol not in ("s3", "s3a", "gs", "gcs"):
+        if parent and not protocols & _OBJECT_STORES:  # never create buckets as a side effect
             fs.makedirs(parent, exist_ok=True)
         fs.put_file(str(src), path_in_fs)
     except OSError as exc:

@@ -9,6 +9,8 @@ import pytest
 
 from bgservice.settings import Settings
 
+pytest_plugins = ["tests.s3"]  # the moto S3 fixtures: s3_server (module), s3 (per test)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"

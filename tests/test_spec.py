@@ -1,0 +1,111 @@
+"""User-facing values: times, colours, the error tree's contract."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from bgservice import errors
+from bgservice.errors import InvalidBackground, InvalidTrim
+from bgservice.spec import Background, JobSpec, parse_hex_colour
+from bgservice.timecode import parse_time
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("12", 12.0),
+        ("12.5", 12.5),
+        (".5", 0.5),
+        ("01:02", 62.0),
+        ("1:02:03.250", 3723.25),
+        ("00:00:07", 7.0),
+        (3, 3.0),
+        (2.5, 2.5),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_time(text: str | float | None, seconds: float | None) -> None:
+    assert parse_time(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["-1", "abc", "1:2:3:4", "00:61", "1:00:75", "nan", "inf", "12s", "1e3"])
+def test_bad_times_are_invalid_trim(text: str) -> None:
+    with pytest.raises(InvalidTrim):
+        parse_time(text, name="start")
+
+
+def test_negative_number_is_invalid_trim() -> None:
+    with pytest.raises(InvalidTrim):
+        parse_time(-0.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "rgb"),
+    [
+        ("#1E90FF", (30, 144, 255)),
+        ("#1e90ff", (30, 144, 255)),
+        ("#FFF", (255, 255, 255)),
+        ("#0a0", (0, 170, 0)),
+        ("00FF00", (0, 255, 0)),
+    ],
+)
+def test_hex_colours(text: str, rgb: tuple[int, int, int]) -> None:
+    assert parse_hex_colour(text) == rgb
+
+
+@pytest.mark.parametrize("text", ["#12", "#GGGGGG", "blue", "#1234567", "#12345"])
+def test_bad_colours(text: str) -> None:
+    with pytest.raises(InvalidBackground):
+        parse_hex_colour(text)
+
+
+def test_background_choice() -> None:
+    assert Background.parse().kind == "white"
+    assert Background.parse(colour="#000").colour == (0, 0, 0)
+    assert Background.parse(image_url="bg.png").image_url == "bg.png"
+    with pytest.raises(InvalidBackground, match="not both"):
+        Background.parse(colour="#000", image_url="bg.png")
+
+
+def test_job_spec_validates_everything() -> None:
+    spec = JobSpec.build("in.mp4", "out.mp4", colour="#123", start="00:01", end="2.5")
+    assert (spec.start, spec.end, spec.background.colour) == (1.0, 2.5, (17, 34, 51))
+    with pytest.raises(InvalidTrim):
+        JobSpec.build("in.mp4", "out.mp4", start="soon")
+
+
+def test_errors_pickle_with_code_and_message() -> None:
+    for cls in (
+        errors.InvalidInput,
+        errors.InvalidTrim,
+        errors.InputTooLarge,
+        errors.DecodeFailed,
+        errors.EncodeFailed,
+        errors.JobCancelled,
+        errors.InternalError,
+        errors.InvalidOutput,
+    ):
+        err = cls("something specific")
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is cls
+        assert (back.code, back.message, str(back)) == (err.code, "something specific", "something specific")
+
+
+def test_codes_are_unique_and_user_errors_exit_2() -> None:
+    assert len(set(errors.ALL_CODES)) == len(errors.ALL_CODES)
+    assert errors.InvalidInput.exit_code == 2
+    assert errors.InternalError.exit_code == 1
+
+
+def test_as_service_error_digs_out_the_cause() -> None:
+    class FakeRayTaskError(Exception):
+        def __init__(self, cause: BaseException) -> None:
+            super().__init__("wrapped")
+            self.cause = cause
+
+    inner = errors.InvalidInput("bad file")
+    assert errors.as_service_error(FakeRayTaskError(inner)) is inner
+    assert errors.as_service_error(ValueError("boom")).code == "internal"
