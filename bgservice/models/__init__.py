@@ -1,1 +1,12 @@
-"""Segmentation models behind one small interface, chosen by name."""
+"""Segmentation models behind one small interface, chosen by name.
+
+``get_model("selfie" | "selfie_landscape", device="auto" | "cpu" | "cuda")`` returns a
+:class:`SegmentationModel`: uint8 RGB frames ``[N, H, W, 3]`` in, float32 person probability
+``[N, h, w]`` out at the model's own resolution.
+"""
+
+from bgservice.models.base import SegmentationModel
+from bgservice.models.onnx_session import DeviceUnavailable, ModelIntegrityError
+from bgservice.models.registry import get_model, model_names
+
+__all__ = ["DeviceUnavailable", "ModelIntegrityError", "SegmentationModel", "get_model", "model_names"]
