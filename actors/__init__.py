@@ -1,1 +1,1 @@
-"""Ray actors wrapping bgservice's core: decoder, Segmenter pool, compositor, encoder; dag.py assembles a job."""
+"""Ray actors wrapping bgservice's core: decoder, Segmenter pool, compositor, encoder; dag.py runs a job."""

@@ -1,0 +1,81 @@
+"""The decoder: one per job, on the node where the job's input is; hands out shards one call at a time.
+
+``open`` stages the input (fsspec URL -> local file), probes it, resolves the trim window and loads the
+background plate, exactly as the one-process pipeline does (:func:`bgservice.pipeline.prepared_input`);
+``next_shard`` returns the next shard, or ``(None, None)`` at the end. Frames are read in bounded chunks by
+:class:`bgservice.media.decode.FrameReader`, so memory is flat in the video's length; the DAG bounds how
+many shards are requested ahead. A decoder is stateful and is not restarted: if its process dies the job
+fails with ``decode_failed``. The staged input stays until ``close`` (the encoder reads its audio).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from actors.segmenter import _current_node_id
+from actors.types import JobMedia, ShardHead
+from bgservice.errors import InvalidTrim
+from bgservice.media.types import Shard
+from bgservice.settings import Settings
+from bgservice.spec import JobSpec
+
+
+class Decoder:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stack = contextlib.ExitStack()
+        self._reader: Any = None
+        self._shards: Iterator[Shard] | None = None
+
+    def open(
+        self, spec: JobSpec, shard_frames: int, context_before: int, context_after: int
+    ) -> tuple[JobMedia, np.ndarray]:
+        """Returns (what was found, the background plate at the output size)."""
+        from bgservice.backgrounds import load_plate
+        from bgservice.media.decode import FrameReader
+        from bgservice.pipeline import prepared_input
+
+        settings = self._settings
+        try:
+            path, info, window = self._stack.enter_context(prepared_input(spec, settings))
+            plate = load_plate(spec.background, info.out_width, info.out_height, settings)
+            reader = FrameReader(path, info, window, chunk_frames=settings.decode_chunk_frames)
+            self._reader = reader
+            total = len(reader)
+            if total == 0:
+                raise InvalidTrim(f"no frame lies between {window.start:.3f}s and {window.end:.3f}s")
+            self._shards = reader.shards(shard_frames, context_before, context_after)
+        except BaseException:
+            self.close()
+            raise
+        media = JobMedia(
+            source_path=path, info=info, window=window, total_frames=total, node_id=_current_node_id()
+        )
+        return media, plate
+
+    def next_shard(self) -> tuple[ShardHead | None, Shard | None]:
+        """The next shard as (small head, shard); ``(None, None)`` once the window is exhausted."""
+        if self._shards is None:
+            return None, None
+        shard = next(self._shards, None)
+        if shard is None:
+            self._close_reader()
+            return None, None
+        return ShardHead(index=shard.index, start=shard.start, frames=len(shard)), shard
+
+    def _close_reader(self) -> None:
+        self._shards = None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def close(self) -> None:
+        """Release the reader and the staged input (idempotent)."""
+        try:
+            self._close_reader()
+        finally:
+            self._stack.close()

@@ -1,0 +1,281 @@
+"""The Segmenter pool: long-lived, shared by every job, fair between jobs.
+
+One detached, named manager actor (:class:`SegmenterPool`, ``ray::SegmenterPool``) owns the Segmenter
+actors (``ray::Segmenter``) and brokers *leases*: a job asks ``lease(job_id)`` for a Segmenter before it
+sends a shard there and ``release(key)`` when the shard is done. Pixels never pass through the manager.
+
+- Slots: a Segmenter holds at most ``pool_shards_per_actor`` leases (one running, the rest queued in its
+  mailbox, so it never idles between shards).
+- Fairness: lease requests wait in one queue per job and free slots are granted round-robin over the jobs
+  that are waiting. With the per-job bound on shards in flight (``max_shards_in_flight``) a short job
+  gets its share of the pool at once instead of queueing behind a long one.
+- Growth: while the shards wanting a Segmenter (held + waiting leases) exceed ``pool_shards_per_actor``
+  per actor, one more Segmenter is started, up to ``pool_max``, and only when it fits beside the next job
+  (see :mod:`actors.resources`) or the autoscaler can add a GPU node for it. Segmenters idle for
+  ``POOL_IDLE_SECONDS`` are stopped down to ``pool_min``.
+- Faults: Segmenters are restartable and their tasks retried (Ray does it: the task is idempotent). A
+  Segmenter that is gone for good is ``discard``-ed by the job that saw it and replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.resources import POOL_MANAGER_CPUS, can_grow, segmenter_options
+from actors.segmenter import Segmenter
+from actors.types import SegmenterInfo
+from bgservice.settings import Settings
+
+POOL_NAME = "bgservice-segmenter-pool"
+POOL_NAMESPACE = "bgservice"
+POOL_IDLE_SECONDS = 120.0
+
+Lease = tuple[int, Any]  # (member key, Segmenter actor handle)
+
+
+@dataclass
+class _Member:
+    key: int
+    handle: Any
+    ready: bool = False
+    outstanding: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    info: SegmenterInfo | None = None
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    key: int
+    actor_id: str
+    ready: bool
+    outstanding: int
+    info: SegmenterInfo | None
+
+
+class SegmenterPool:
+    """The pool manager (an async Ray actor; every method runs on one event loop, so no locks)."""
+
+    def __init__(self, settings: Settings, gpu_share: float = 0.0, autoscaler_gpu: bool = False) -> None:
+        self._settings = settings
+        self._gpu_share = gpu_share
+        self._autoscaler_gpu = autoscaler_gpu
+        self._members: dict[int, _Member] = {}
+        self._keys = itertools.count()
+        self._waiting: dict[str, deque[asyncio.Future[Lease | None]]] = {}
+        self._order: deque[str] = deque()
+        self._started = False
+        self._starting = 0
+        self._ready_event: asyncio.Event | None = None
+
+    # --- the public protocol ---------------------------------------------------------------------
+    async def ready(self) -> int:
+        """Wait until ``pool_min`` Segmenters are up; returns the number of ready ones."""
+        self._ensure_started()
+        assert self._ready_event is not None
+        await self._ready_event.wait()
+        return sum(m.ready for m in self._members.values())
+
+    async def lease(self, job_id: str) -> Lease | None:
+        """A Segmenter for one shard of ``job_id``; ``None`` if the job was cancelled meanwhile."""
+        self._ensure_started()
+        fut: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(job_id, deque()).append(fut)
+        if job_id not in self._order:
+            self._order.append(job_id)
+        self._dispatch()
+        self._maybe_grow()
+        return await fut
+
+    def release(self, key: int) -> None:
+        member = self._members.get(key)
+        if member is not None and member.outstanding > 0:
+            member.outstanding -= 1
+            member.last_used = time.monotonic()
+        self._dispatch()
+        self._maybe_shrink()
+
+    def discard(self, key: int) -> None:
+        """A job found this Segmenter dead for good: forget it and keep the pool at its minimum."""
+        member = self._members.pop(key, None)
+        if member is not None:
+            self._kill(member)
+        self._top_up()
+        self._dispatch()
+
+    def forget_job(self, job_id: str) -> None:
+        """The job is over (done, failed, cancelled): its waiting lease requests get ``None``."""
+        for fut in self._waiting.pop(job_id, deque()):
+            if not fut.done():
+                fut.set_result(None)
+        with contextlib.suppress(ValueError):
+            self._order.remove(job_id)
+
+    async def members(self) -> list[MemberInfo]:
+        """Every Segmenter with its Ray actor id, pid, node and load (operators, tests)."""
+        self._ensure_started()
+        out = []
+        for m in list(self._members.values()):
+            info = m.info
+            if m.ready:
+                with contextlib.suppress(Exception):
+                    info = await m.handle.info.remote()
+            out.append(MemberInfo(m.key, m.handle._actor_id.hex(), m.ready, m.outstanding, info))
+        return out
+
+    async def context(self) -> tuple[int, int]:
+        """Context frames a shard needs before and after it (the matte's temporal window)."""
+        await self.ready()
+        for m in self._members.values():
+            if m.info is not None:
+                return m.info.context_before, m.info.context_after
+        raise RuntimeError("no Segmenter is ready")
+
+    def load(self) -> dict[str, int]:
+        return {
+            "segmenters": len(self._members),
+            "ready": sum(m.ready for m in self._members.values()),
+            "leased": sum(m.outstanding for m in self._members.values()),
+            "waiting": sum(len(q) for q in self._waiting.values()),
+            "jobs_waiting": len(self._order),
+        }
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._ready_event = asyncio.Event()
+        for _ in range(self._settings.pool_min):
+            self._start_member()
+
+    def _start_member(self) -> None:
+        import ray
+
+        options = segmenter_options(self._settings.segmenter_cpus, self._gpu_share)
+        handle = ray.remote(Segmenter).options(**options).remote(self._settings)
+        member = _Member(key=next(self._keys), handle=handle)
+        self._members[member.key] = member
+        self._starting += 1
+        asyncio.get_running_loop().create_task(self._await_ready(member))
+
+    async def _await_ready(self, member: _Member) -> None:
+        try:
+            member.info = await member.handle.info.remote()
+            member.ready = True
+            member.last_used = time.monotonic()
+        except Exception:
+            self._members.pop(member.key, None)
+        finally:
+            self._starting -= 1
+        ready = sum(m.ready for m in self._members.values())
+        if self._ready_event is not None and ready >= min(self._settings.pool_min, len(self._members)):
+            self._ready_event.set()
+        self._top_up()
+        self._dispatch()
+
+    def _top_up(self) -> None:
+        while len(self._members) < self._settings.pool_min:
+            self._start_member()
+
+    def _free_member(self) -> _Member | None:
+        slots = self._settings.pool_shards_per_actor
+        free = [m for m in self._members.values() if m.ready and m.outstanding < slots]
+        return min(free, key=lambda m: (m.outstanding, m.last_used)) if free else None
+
+    def _next_job(self) -> str | None:
+        """Round-robin over the jobs with a waiting request."""
+        for _ in range(len(self._order)):
+            job_id = self._order.popleft()
+            queue = self._waiting.get(job_id)
+            while queue and queue[0].done():
+                queue.popleft()
+            if queue:
+                self._order.append(job_id)
+                return job_id
+            self._waiting.pop(job_id, None)
+        return None
+
+    def _dispatch(self) -> None:
+        while True:
+            member = self._free_member()
+            if member is None:
+                return
+            job_id = self._next_job()
+            if job_id is None:
+                return
+            fut = self._waiting[job_id].popleft()
+            member.outstanding += 1
+            member.last_used = time.monotonic()
+            fut.set_result((member.key, member.handle))
+
+    def _maybe_grow(self) -> None:
+        settings = self._settings
+        if self._starting or len(self._members) >= settings.pool_max:
+            return
+        demand = sum(m.outstanding for m in self._members.values()) + sum(
+            len(q) for q in self._waiting.values()
+        )
+        if demand <= settings.pool_shards_per_actor * len(self._members):
+            return
+        import ray
+
+        available: dict[str, float] = ray.available_resources()  # type: ignore[no-untyped-call]
+        if can_grow(available, settings.segmenter_cpus, self._gpu_share, self._autoscaler_gpu):
+            self._start_member()
+
+    def _maybe_shrink(self) -> None:
+        now = time.monotonic()
+        for m in list(self._members.values()):
+            if len(self._members) <= self._settings.pool_min:
+                return
+            if m.ready and m.outstanding == 0 and now - m.last_used > POOL_IDLE_SECONDS:
+                self._members.pop(m.key, None)
+                self._kill(m)
+
+    @staticmethod
+    def _kill(member: _Member) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.kill(member.handle, no_restart=True)
+
+
+def pool_options() -> dict[str, Any]:
+    return {
+        "name": POOL_NAME,
+        "namespace": POOL_NAMESPACE,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "num_cpus": POOL_MANAGER_CPUS,
+        "max_restarts": -1,
+        "max_concurrency": 1000,
+    }
+
+
+def get_pool(settings: Settings) -> Any:
+    """The cluster's pool manager, created on first use with these settings (later callers share it)."""
+    import ray
+
+    from actors.resources import autoscaler_has_gpu_node_types, resolve_gpu_share
+
+    autoscaler_gpu = autoscaler_has_gpu_node_types()
+    cluster: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    gpu_share = resolve_gpu_share(settings.segmenter_gpus, cluster, autoscaler_gpu)
+    return ray.remote(SegmenterPool).options(**pool_options()).remote(settings, gpu_share, autoscaler_gpu)
+
+
+def shutdown_pool() -> None:
+    """Stop the pool and its Segmenters (tests; an operator changing pool settings)."""
+    import ray
+
+    try:
+        handle = ray.get_actor(POOL_NAME, namespace=POOL_NAMESPACE)
+    except ValueError:
+        return
+    ray.kill(handle, no_restart=True)

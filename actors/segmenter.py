@@ -1,0 +1,79 @@
+"""The Segmenter: one long-lived process of the pool; loads the model once, turns shards into final frames.
+
+Each Segmenter runs the whole full-resolution work of a shard (model, matte refinement, composite over the
+plate) through the core's :class:`bgservice.pipeline.ShardProcessor`, so that heavy work is spread over the
+pool instead of funnelled through one actor. ``process`` is a pure function of its arguments: Ray may retry
+it on a restarted actor (SIGKILL, lost node) and get the same frames.
+
+With a GPU share (``BGSERVICE_SEGMENTER_GPUS``) this is the same code: Ray sets ``CUDA_VISIBLE_DEVICES``
+and the model registry selects ONNX Runtime's CUDA provider.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Protocol
+
+import numpy as np
+
+from actors.types import Segment, SegmentDone, SegmenterInfo
+from bgservice.media.types import Shard
+from bgservice.settings import Settings
+
+
+class ShardWork(Protocol):
+    """What a Segmenter needs from the core (``bgservice.pipeline.ShardProcessor`` is one)."""
+
+    @property
+    def context_before(self) -> int: ...
+
+    @property
+    def context_after(self) -> int: ...
+
+    def __call__(self, shard: Shard, plate: np.ndarray) -> np.ndarray: ...
+
+
+def _current_node_id() -> str:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # not inside Ray: unit tests
+        pass
+    return ""
+
+
+class Segmenter:
+    """Load in ``__init__``, work in ``process``."""
+
+    def __init__(self, settings: Settings, work: ShardWork | None = None) -> None:
+        if work is None:
+            from bgservice.pipeline import ShardProcessor
+
+            work = ShardProcessor(settings)
+        self._work = work
+        self._shards_done = 0
+
+    def info(self) -> SegmenterInfo:
+        """Who and where this Segmenter is; also the pool's readiness probe."""
+        return SegmenterInfo(
+            pid=os.getpid(),
+            node_id=_current_node_id(),
+            context_before=int(self._work.context_before),
+            context_after=int(self._work.context_after),
+            shards_done=self._shards_done,
+        )
+
+    def process(self, shard: Shard, plate: np.ndarray) -> tuple[SegmentDone, Segment]:
+        """Composite one shard; returns (small status, frames). The DAG fetches only the status."""
+        t0 = time.perf_counter()
+        frames = self._work(shard, plate)
+        if frames.dtype != np.uint8 or frames.shape[0] != len(shard):
+            raise ValueError(f"shard {shard.index}: bad output {frames.dtype} {frames.shape}")
+        self._shards_done += 1
+        done = SegmentDone(
+            index=shard.index, frames=len(shard), pid=os.getpid(), seconds=time.perf_counter() - t0
+        )
+        return done, Segment(index=shard.index, start=shard.start, frames=frames, pts=shard.pts)
