@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,35 +79,25 @@ def read_sha256sums(path: Path) -> dict[str, str]:
     return sums
 
 
-_verified: set[tuple[str, int, int]] = set()
-_verified_lock = threading.Lock()
-
-
 def verify_sha256(model_path: Path, sums_path: Path) -> str:
-    """Check ``model_path`` against its line in ``sums_path``; once per file (path, size, mtime) per
-    process. Returns the sha256. Raises :class:`ModelIntegrityError`."""
-    try:
-        st = model_path.stat()
-    except OSError as exc:
-        raise ModelIntegrityError(f"model file {model_path} cannot be read: {exc}") from None
-    key = (str(model_path.resolve()), st.st_size, st.st_mtime_ns)
+    """Check ``model_path`` against its line in ``sums_path`` (about 1 ms for these files; done at every
+    session creation, and sessions are cached per process). Returns the sha256.
+    Raises :class:`ModelIntegrityError`."""
     try:
         expected = read_sha256sums(sums_path).get(model_path.name)
     except OSError as exc:
         raise ModelIntegrityError(f"{sums_path} cannot be read: {exc}") from None
     if expected is None:
         raise ModelIntegrityError(f"{model_path.name} is not listed in {sums_path}")
-    with _verified_lock:
-        if key in _verified:
-            return expected
-    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    try:
+        digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ModelIntegrityError(f"model file {model_path} cannot be read: {exc}") from None
     if digest != expected:
         raise ModelIntegrityError(
             f"{model_path} has sha256 {digest}, but {sums_path.name} says {expected}: the model file is "
             "corrupt or was replaced; reinstall the package or regenerate with bgservice.models.convert"
         )
-    with _verified_lock:
-        _verified.add(key)
     return digest
 
 
