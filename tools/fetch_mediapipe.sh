@@ -3,7 +3,7 @@
 # are read) for `python -m bgservice.models.convert` and tests/test_convert_parity.py.
 #   tools/fetch_mediapipe.sh [DIR]     DIR defaults to .cache/mediapipe in the repo root (git-ignored)
 # Uses the project's venv python when there is one, else python3. Skips the download when the wheel is
-# already there.
+# already there. Prints the wheel path on stdout (pip chatter goes to stderr): W=$(tools/fetch_mediapipe.sh)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,9 +28,9 @@ if (( ${#existing[@]} == 0 )); then
     args=(download --no-deps --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311
           --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 "mediapipe==$version" -d "$dir")
     if "$py" -m pip --version >/dev/null 2>&1; then
-        "$py" -m pip "${args[@]}"
+        "$py" -m pip "${args[@]}" >&2
     elif command -v uvx >/dev/null 2>&1; then
-        uvx --from pip pip "${args[@]}"   # a uv-made venv has no pip
+        uvx --from pip pip "${args[@]}" >&2   # a uv-made venv has no pip
     else
         echo "error: need pip (or uvx) to download mediapipe==$version" >&2
         exit 1
