@@ -11,7 +11,7 @@ output pixel ``x`` reads source ``x * W / w``: no anti-aliasing, and the mask en
 ``(W / w - 1) / 2`` source pixels towards the top-left. We downscale with ``cv2.INTER_AREA`` (pixel-area
 average, pixel centres aligned) and use ``cv2.INTER_LINEAR`` only when an axis is upscaled.
 
-Measured (probability upsampled bilinearly to full size, threshold 0.5; see the model engineer's study):
+Measured on the shared test media (probability upsampled bilinearly to full size, threshold 0.5):
 
 =============================================  ==========  ==========  ===============
                                                INTER_AREA  INTER_LIN.  MediaPipe warp
