@@ -34,6 +34,13 @@ class VideoInfo:
     time_base: Fraction  # unit of the pts carried by Shard.pts
     audio: AudioInfo | None
     file_size: int
+    # Added by the media engineer (defaults keep older constructors working):
+    colorspace: str = "unknown"  # source YUV matrix as tagged: "bt709", "bt470bg", "smpte170m", "unknown"...
+    color_range: str = "tv"  # "tv" (limited) or "pc" (full)
+    video_start: float = 0.0  # first video frame's time on ffmpeg's input clock (container start), seconds
+    # display matrix signs (a, b, c, d): coded pixel (p, q) is shown at x = a*p + c*q, y = b*p + d*q;
+    # ``rotation`` is its rotation part, this also carries mirroring
+    orientation: tuple[int, int, int, int] = (1, 0, 0, 1)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,155 @@
+"""Encode RGB frames with their timestamps into a video-only H.264 High yuv420p MP4 (PyAV + libx264).
+
+Timing: the stream's time base is the source's (``info.time_base``) and every frame keeps the pts it
+was decoded with, so VFR input keeps its timing and 24000/1001 stays 24000/1001 with the same frame
+count. Each frame lasts until the next one; the last one until ``end_pts`` (from
+:attr:`bgservice.media.decode.FrameReader.end_pts`) when given, else as long as the one before it.
+
+Colour: RGB -> YUV with the BT.709 matrix, limited range (swscale), and the stream is tagged BT.709
+(matrix, primaries, transfer, range) so players do not guess.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from types import TracebackType
+
+import av
+import av.container
+import av.video.stream
+import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
+
+from bgservice.errors import EncodeFailed
+from bgservice.media.types import VideoInfo
+
+_BT709 = 1  # AVCOL_SPC_BT709 / AVCOL_PRI_BT709 / AVCOL_TRC_BT709
+_RANGE_TV = 1  # AVCOL_RANGE_MPEG
+
+
+class VideoWriter:
+    """Owns one PyAV output container writing ``path`` (a temporary, video-only MP4)."""
+
+    def __init__(
+        self, path: str, info: VideoInfo, *, crf: int, preset: str, end_pts: int | None = None
+    ) -> None:
+        self.path = path
+        self.info = info
+        self.end_pts = end_pts
+        self.frames_written = 0
+        self._pending: tuple[np.ndarray, int] | None = None
+        self._last_duration: int | None = None
+        self._durations: dict[int, int] = {}
+        self._held: av.Packet[av.video.stream.VideoStream] | None = None
+        self._end: int | None = None  # presentation end of the last frame
+        self._closed = False
+        try:
+            self._container: av.container.OutputContainer = av.open(path, mode="w", format="mp4")
+        except (av.FFmpegError, OSError) as exc:
+            raise EncodeFailed(f"cannot create the output video {path}: {exc}") from exc
+        try:
+            rate = info.avg_rate if info.avg_rate > 0 else Fraction(25)
+            stream = self._container.add_stream(
+                "libx264",
+                rate=rate,
+                options={"crf": str(crf), "preset": preset, "profile": "high"},
+            )
+            stream.width = info.out_width
+            stream.height = info.out_height
+            stream.pix_fmt = "yuv420p"
+            stream.time_base = info.time_base
+            ctx = stream.codec_context
+            ctx.time_base = info.time_base
+            ctx.colorspace = _BT709
+            ctx.color_primaries = _BT709
+            ctx.color_trc = _BT709
+            ctx.color_range = _RANGE_TV
+            self._stream: av.video.stream.VideoStream = stream
+        except BaseException:
+            self._container.close()
+            raise
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def write(self, frames: np.ndarray, pts: np.ndarray) -> None:
+        """Append frames (uint8 [N,H,W,3] RGB, out size) with their pts (int64 [N], increasing)."""
+        if self._closed:
+            raise EncodeFailed("write() after close()")
+        h, w = self.info.out_height, self.info.out_width
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (h, w, 3):
+            raise EncodeFailed(f"frames must be uint8 [N,{h},{w},3], got {frames.dtype} {frames.shape}")
+        if len(pts) != frames.shape[0]:
+            raise EncodeFailed(f"{frames.shape[0]} frames but {len(pts)} timestamps")
+        for frame, t in zip(frames, pts, strict=True):
+            self._push(frame, int(t))
+
+    def _push(self, frame: np.ndarray, pts: int) -> None:
+        if self._pending is not None:
+            prev, prev_pts = self._pending
+            if pts <= prev_pts:
+                raise EncodeFailed(f"timestamps must increase: {pts} after {prev_pts}")
+            self._encode(prev, prev_pts, pts - prev_pts)
+        self._pending = (frame.copy(), pts)
+
+    def _encode(self, rgb: np.ndarray, pts: int, duration: int) -> None:
+        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        yuv = vf.reformat(
+            format="yuv420p",
+            dst_colorspace=Colorspace.ITU709,
+            dst_color_range=ColorRange.MPEG,
+        )
+        yuv.pts = pts
+        yuv.time_base = self.info.time_base
+        yuv.colorspace = _BT709
+        yuv.color_range = _RANGE_TV
+        self._durations[pts] = duration
+        self._last_duration = duration
+        try:
+            self._mux(self._stream.encode(yuv))
+        except av.FFmpegError as exc:
+            raise EncodeFailed(f"encoding failed: {exc}") from exc
+        self.frames_written += 1
+
+    def _mux(self, packets: list[av.Packet[av.video.stream.VideoStream]]) -> None:
+        # one packet is held back: the last one in decode order gets its duration fixed in close()
+        for packet in packets:
+            if packet.pts is not None:
+                packet.duration = self._durations.pop(packet.pts, packet.duration or 0)
+            if self._held is not None:
+                self._container.mux(self._held)
+            self._held = packet
+
+    def close(self) -> None:
+        """Encode the last frame, flush the encoder, write the MP4 trailer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._pending is not None:
+                frame, pts = self._pending
+                self._pending = None
+                if self.end_pts is not None and self.end_pts > pts:
+                    duration = self.end_pts - pts
+                else:
+                    frame_units = round(1 / (self.info.avg_rate * self.info.time_base))
+                    duration = self._last_duration or max(1, frame_units)
+                self._encode(frame, pts, duration)
+                self._end = pts + duration
+            try:
+                self._mux(self._stream.encode(None))
+            except av.FFmpegError as exc:
+                raise EncodeFailed(f"flushing the encoder failed: {exc}") from exc
+            held, self._held = self._held, None
+            if held is not None:
+                # MP4 track length = last dts + its duration: make it end with the last frame's display
+                if self._end is not None and held.dts is not None and self._end > held.dts:
+                    held.duration = self._end - held.dts
+                self._container.mux(held)
+        finally:
+            self._container.close()

@@ -1,0 +1,169 @@
+"""Every ffmpeg command line of the project lives here.
+
+Commands are built with ffmpeg-python and run with the ffmpeg binary shipped by imageio-ffmpeg
+(``imageio_ffmpeg.get_ffmpeg_exe()``), so a fresh machine needs no system ffmpeg. Inputs are always local
+files, handed to ffmpeg as ``file:<absolute path>`` so that no name is ever read as a protocol or an option.
+
+* :func:`finalize` -- the last stage of a job: the encoded video (copied) + the first audio track of the
+  source, trimmed to the job's window, into a ``+faststart`` MP4.
+* :func:`synth_clip` -- the command that generates test clips (testsrc2 / smptebars / a still image,
+  sine audio, any codec, rotation metadata, variable frame rate); used by ``tests/media_factory.py``.
+
+Errors from ffmpeg become :class:`~bgservice.errors.EncodeFailed` carrying the last lines of its stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ffmpeg
+import imageio_ffmpeg
+
+from bgservice.errors import EncodeFailed
+from bgservice.media.timing import first_frame_time
+from bgservice.media.types import TrimWindow, VideoInfo
+
+AUDIO_BITRATE = "192k"
+_STDERR_LINES = 12
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary from the imageio-ffmpeg wheel."""
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def local_input(path: str) -> str:
+    """The name under which ffmpeg gets a local file: ``file:`` + absolute path (never a protocol/option)."""
+    return "file:" + os.path.abspath(path)
+
+
+def run(stream: Any, what: str) -> None:
+    """Run an ffmpeg-python stream spec; on failure raise EncodeFailed with the last stderr lines."""
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *ffmpeg.get_args(stream)]
+    try:
+        proc = subprocess.run(args, capture_output=True, check=False)
+    except OSError as exc:  # binary missing or not executable
+        raise EncodeFailed(f"{what}: cannot run ffmpeg: {exc}") from exc
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-_STDERR_LINES:]
+        detail = " | ".join(tail) or f"exit status {proc.returncode}"
+        raise EncodeFailed(f"{what}: ffmpeg failed: {detail}")
+
+
+def _seconds(value: float) -> str:
+    return f"{max(value, 0.0):.6f}"
+
+
+def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, out_path: str) -> None:
+    """Mux the encoded video (copied) with the source's first audio track, trimmed to ``window``.
+
+    Audio/video alignment: the video written by :class:`~bgservice.media.encode.VideoWriter` starts with
+    the first frame of the window at t=0 and its last frame lasts until ``window.end``. The audio is cut
+    from the same source instant (the first window frame's time, which is ``window.start`` rounded up to
+    a frame) to ``window.end``, measured on ffmpeg's input clock (container start) via
+    ``info.video_start``; so both streams start together and end together.
+
+    The audio is copied when it is AAC, the window is the whole video and the video starts with the
+    container clock (``video_start`` ~ 0); otherwise it is re-encoded to AAC 192k (a sample-accurate cut).
+    No audio track -> a video-only MP4. ``-movflags +faststart`` always.
+    """
+    video = ffmpeg.input(local_input(video_only))
+    out_opts: dict[str, Any] = {"vcodec": "copy", "movflags": "+faststart", "map_metadata": "-1"}
+    streams: list[Any] = [video["v:0"]]
+    if info.audio is not None:
+        t_first = 0.0 if window.start <= 0 else first_frame_time(source, window.start)
+        start = info.video_start + t_first
+        duration = window.end - t_first
+        copy = info.audio.codec == "aac" and window.is_full and abs(info.video_start) < 1e-3
+        audio_in_opts: dict[str, Any] = {"t": _seconds(duration)}
+        if start > 0:
+            audio_in_opts["ss"] = _seconds(start)
+        audio = ffmpeg.input(local_input(source), **audio_in_opts)
+        streams.append(audio[str(info.audio.index)])
+        if copy:
+            out_opts["acodec"] = "copy"
+        else:
+            out_opts.update(acodec="aac", audio_bitrate=AUDIO_BITRATE)
+    stream = ffmpeg.output(*streams, out_path, format="mp4", **out_opts)
+    run(stream, "finalize")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Test clips. Kept here so that every ffmpeg command line of the project lives in this module.
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What :func:`synth_clip` generates. Sizes are coded sizes; durations in seconds.
+
+    source: a lavfi video source (``testsrc2``, ``smptebars``, ``testsrc`` -- the latter allows odd sizes)
+            or ``image:<path>`` for a still picture looped for ``duration``.
+    rate:   frame rate as ffmpeg spells it (``25``, ``24000/1001``).
+    vfr_every: when set, every ``vfr_every``-th frame is followed by a gap of ``vfr_gap`` frame periods
+            (setpts), written with ``-fps_mode passthrough``: a genuinely variable-frame-rate file.
+    display_rotation: written as a display matrix (counter-clockwise degrees, ffmpeg ``-display_rotation``),
+            by remuxing the encoded clip (as a phone does: pixels unrotated + metadata).
+    video_filters: extra filters appended to the chain (e.g. ``format=yuv444p``, ``crop=321:241:0:0``).
+    video_opts: extra output options (``{"colorspace": "bt709", "x265-params": "log-level=error"}``).
+    audio_codec: ``None`` -> no audio track.
+    """
+
+    width: int = 320
+    height: int = 240
+    rate: str = "25"
+    duration: float = 2.0
+    source: str = "testsrc2"
+    vcodec: str = "libx264"
+    pix_fmt: str = "yuv420p"
+    video_filters: Sequence[str] = ()
+    video_opts: dict[str, str] = field(default_factory=dict)
+    vfr_every: int | None = None
+    vfr_gap: int = 3
+    display_rotation: int | None = None
+    audio_codec: str | None = "aac"
+    audio_frequency: int = 440
+    audio_rate: int = 44100
+    audio_duration: float | None = None  # default: same as the video
+    fmt: str | None = None  # container format; default from the file extension
+
+
+def synth_clip(out_path: str, spec: ClipSpec) -> str:
+    """Generate a clip with real ffmpeg (lavfi sources, real encoders); return ``out_path``."""
+    if spec.source.startswith("image:"):
+        image = local_input(spec.source[6:])
+        video = ffmpeg.input(image, loop=1, t=_seconds(spec.duration), framerate=spec.rate)
+    else:
+        lavfi = f"{spec.source}=size={spec.width}x{spec.height}:rate={spec.rate}:duration={spec.duration}"
+        video = ffmpeg.input(lavfi, format="lavfi")
+    vstream = video["v"]
+    for flt in spec.video_filters:
+        name, _, args = flt.partition("=")
+        vstream = vstream.filter(name, args) if args else vstream.filter(name)
+    out_opts: dict[str, Any] = {"vcodec": spec.vcodec, "pix_fmt": spec.pix_fmt, **spec.video_opts}
+    if spec.vfr_every:
+        n = spec.vfr_every
+        rate = spec.rate
+        vstream = vstream.filter("setpts", f"(N+floor(N/{n})*{spec.vfr_gap})/(({rate})*TB)")
+        out_opts["fps_mode"] = "passthrough"
+    streams: list[Any] = [vstream]
+    if spec.audio_codec is not None:
+        a_dur = spec.duration if spec.audio_duration is None else spec.audio_duration
+        sine = f"sine=frequency={spec.audio_frequency}:sample_rate={spec.audio_rate}:duration={a_dur}"
+        streams.append(ffmpeg.input(sine, format="lavfi")["a"])
+        out_opts["acodec"] = spec.audio_codec
+    if spec.fmt:
+        out_opts["format"] = spec.fmt
+    ext = os.path.splitext(out_path)[1]
+    target = out_path if spec.display_rotation is None else f"{out_path}.norot{ext}"
+    run(ffmpeg.output(*streams, target, **out_opts), "synth_clip")
+    if spec.display_rotation is not None:
+        try:
+            rotated = ffmpeg.input(local_input(target), display_rotation=str(spec.display_rotation))
+            run(ffmpeg.output(rotated, out_path, codec="copy"), "synth_clip rotation")
+        finally:
+            os.unlink(target)
+    return out_path
