@@ -1,1 +1,10 @@
-"""Matte refinement and compositing: pure numpy / cv2 functions on float32 arrays."""
+"""Matte refinement and compositing: pure numpy / cv2 functions on float32 arrays.
+
+:class:`Matter` sequences the steps for a shard of frames; :func:`composite` lays the result over a plate.
+"""
+
+from bgservice.matte.composite import composite
+from bgservice.matte.config import MatteConfig
+from bgservice.matte.matter import Matter
+
+__all__ = ["MatteConfig", "Matter", "composite"]

@@ -1,0 +1,41 @@
+"""Switches and knobs of the matte refinement (each step can be turned off for the benchmark)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MatteConfig:
+    """What :class:`bgservice.matte.Matter` does after the model.
+
+    The defaults are the product; the benchmark (``benchmarks/quality.py``) switches steps off one at a
+    time to show what each buys. With every switch off the matte is the model's mask upsampled bilinearly.
+    """
+
+    # edge-aware upsampling (fast guided filter guided by the frame)
+    guided: bool = True
+    guided_radius: float = 4.3  # box radius, in the model's output pixels (scaled to the work grid)
+    guided_eps: float = 1e-3  # regularisation (guide in 0..1 units, squared)
+    sharpen: float = 2.0  # contrast gain around 0.5 applied after the guided filter (1 = none)
+    # temporal smoothing of the low-resolution masks over a finite window of neighbour frames
+    temporal: bool = True
+    temporal_radius: int = 2  # frames on each side -> Matter.context_before / context_after
+    temporal_sigma_mask: float = 0.25  # neighbour weight falls off with the mask change (motion guard)
+    temporal_sigma_image: float = 0.08  # ... and with the change of the (blurred) frame, 0..1 units
+    # blur-fusion foreground colour estimation (Forte & Pitie 2021), only where 0 < alpha < 1
+    fusion: bool = True
+    # second model pass on a crop around small subjects
+    crop_pass: bool = True
+    crop_max_fraction: float = 0.5  # crop pass when a subject's box is under this share of the frame
+    # ensemble: geometric mean with the other Selfie Segmentation variant (general <-> landscape): a pixel
+    # is a person only where both models agree, which removes most false positives on busy backgrounds
+    ensemble: bool = True
+    # alpha below lo / above hi snaps to exactly 0 / 1 (keeps the uncertain band, and the work, small)
+    snap: float = 1.0 / 255.0
+
+    @classmethod
+    def raw(cls) -> MatteConfig:
+        """The baseline: the model's mask upsampled bilinearly, nothing else."""
+        return cls(guided=False, temporal=False, fusion=False, crop_pass=False, ensemble=False,
+                   sharpen=1.0, snap=0.0)
