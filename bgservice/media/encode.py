@@ -40,6 +40,7 @@ class VideoWriter:
         self._pending: tuple[np.ndarray, int] | None = None
         self._last_duration: int | None = None
         self._durations: dict[int, int] = {}
+        self._first_dts: int | None = None
         self._held: av.Packet[av.video.stream.VideoStream] | None = None
         self._end: int | None = None  # presentation end of the last frame
         self._closed = False
@@ -121,6 +122,8 @@ class VideoWriter:
         for packet in packets:
             if packet.pts is not None:
                 packet.duration = self._durations.pop(packet.pts, packet.duration or 0)
+            if self._first_dts is None and packet.dts is not None:
+                self._first_dts = min(packet.dts, 0)
             if self._held is not None:
                 self._container.mux(self._held)
             self._held = packet
@@ -147,9 +150,12 @@ class VideoWriter:
                 raise EncodeFailed(f"flushing the encoder failed: {exc}") from exc
             held, self._held = self._held, None
             if held is not None:
-                # MP4 track length = last dts + its duration: make it end with the last frame's display
-                if self._end is not None and held.dts is not None and self._end > held.dts:
-                    held.duration = self._end - held.dts
+                # MP4 track length = last dts + its duration - first dts (the B-frame delay is an edit
+                # list): choose the duration that makes the track end with the last frame's display
+                if self._end is not None and held.dts is not None and self._first_dts is not None:
+                    duration = self._end - held.dts + self._first_dts
+                    if duration > 0:
+                        held.duration = duration
                 self._container.mux(held)
         finally:
             self._container.close()

@@ -22,6 +22,7 @@ from typing import Any
 
 import ffmpeg
 import imageio_ffmpeg
+import numpy as np
 
 from bgservice.errors import EncodeFailed
 from bgservice.media.timing import first_frame_time
@@ -124,6 +125,7 @@ class ClipSpec:
     vfr_every: int | None = None
     vfr_gap: int = 3
     display_rotation: int | None = None
+    display_hflip: bool = False
     audio_codec: str | None = "aac"
     audio_frequency: int = 440
     audio_rate: int = 44100
@@ -131,25 +133,39 @@ class ClipSpec:
     fmt: str | None = None  # container format; default from the file extension
 
 
-def synth_clip(out_path: str, spec: ClipSpec) -> str:
-    """Generate a clip with real ffmpeg (lavfi sources, real encoders); return ``out_path``."""
-    if spec.source.startswith("image:"):
-        image = local_input(spec.source[6:])
-        video = ffmpeg.input(image, loop=1, t=_seconds(spec.duration), framerate=spec.rate)
-    else:
-        lavfi = f"{spec.source}=size={spec.width}x{spec.height}:rate={spec.rate}:duration={spec.duration}"
-        video = ffmpeg.input(lavfi, format="lavfi")
-    vstream = video["v"]
-    for flt in spec.video_filters:
-        name, _, args = flt.partition("=")
-        vstream = vstream.filter(name, args) if args else vstream.filter(name)
-    out_opts: dict[str, Any] = {"vcodec": spec.vcodec, "pix_fmt": spec.pix_fmt, **spec.video_opts}
-    if spec.vfr_every:
-        n = spec.vfr_every
-        rate = spec.rate
-        vstream = vstream.filter("setpts", f"(N+floor(N/{n})*{spec.vfr_gap})/(({rate})*TB)")
-        out_opts["fps_mode"] = "passthrough"
-    streams: list[Any] = [vstream]
+def _apply_filter(stream: Any, text: str) -> Any:
+    """``name`` / ``name=a:b`` / ``name=k=v:k2=v2`` -> ffmpeg-python filter node."""
+    name, _, args = text.partition("=")
+    if not args:
+        return stream.filter(name)
+    parts = args.split(":")
+    if all("=" in p for p in parts):
+        return stream.filter(name, **dict(p.split("=", 1) for p in parts))
+    return stream.filter(name, *parts)
+
+
+def synth_clip(out_path: str, spec: ClipSpec, *, video: bool = True) -> str:
+    """Generate a clip with real ffmpeg (lavfi sources, real encoders); return ``out_path``.
+
+    ``video=False`` writes the audio track alone (an audio-only file)."""
+    streams: list[Any] = []
+    out_opts: dict[str, Any] = {}
+    if video:
+        if spec.source.startswith("image:"):
+            image = local_input(spec.source[6:])
+            vin = ffmpeg.input(image, loop=1, t=_seconds(spec.duration), framerate=spec.rate)
+        else:
+            lavfi = f"{spec.source}=size={spec.width}x{spec.height}:rate={spec.rate}:duration={spec.duration}"
+            vin = ffmpeg.input(lavfi, format="lavfi")
+        vstream = vin["v"]
+        for flt in spec.video_filters:
+            vstream = _apply_filter(vstream, flt)
+        out_opts.update(vcodec=spec.vcodec, pix_fmt=spec.pix_fmt, **spec.video_opts)
+        if spec.vfr_every:
+            expr = f"(N+floor(N/{spec.vfr_every})*{spec.vfr_gap})/(({spec.rate})*TB)"
+            vstream = vstream.filter("setpts", expr)
+            out_opts["fps_mode"] = "passthrough"
+        streams.append(vstream)
     if spec.audio_codec is not None:
         a_dur = spec.duration if spec.audio_duration is None else spec.audio_duration
         sine = f"sine=frequency={spec.audio_frequency}:sample_rate={spec.audio_rate}:duration={a_dur}"
@@ -157,13 +173,37 @@ def synth_clip(out_path: str, spec: ClipSpec) -> str:
         out_opts["acodec"] = spec.audio_codec
     if spec.fmt:
         out_opts["format"] = spec.fmt
+    rotate = video and (spec.display_rotation is not None or spec.display_hflip)
     ext = os.path.splitext(out_path)[1]
-    target = out_path if spec.display_rotation is None else f"{out_path}.norot{ext}"
+    target = f"{out_path}.norot{ext}" if rotate else out_path
     run(ffmpeg.output(*streams, target, **out_opts), "synth_clip")
-    if spec.display_rotation is not None:
+    if rotate:
         try:
-            rotated = ffmpeg.input(local_input(target), display_rotation=str(spec.display_rotation))
-            run(ffmpeg.output(rotated, out_path, codec="copy"), "synth_clip rotation")
+            in_opts: dict[str, Any] = {"display_rotation": str(spec.display_rotation or 0)}
+            if spec.display_hflip:
+                in_opts["display_hflip"] = None
+            rotated = ffmpeg.input(local_input(target), **in_opts)
+            copy_opts: dict[str, Any] = {"codec": "copy"}
+            if spec.fmt:
+                copy_opts["format"] = spec.fmt
+            run(ffmpeg.output(rotated, out_path, **copy_opts), "synth_clip rotation")
         finally:
             os.unlink(target)
     return out_path
+
+
+def reference_frames(path: str, width: int, height: int, count: int = 1) -> np.ndarray:
+    """The first ``count`` frames as ffmpeg's CLI shows them (autorotate on), RGB uint8 [n,H,W,3].
+
+    A reference for tests (orientation as a player displays it); ``width`` x ``height`` is the displayed
+    size."""
+    stream = ffmpeg.input(local_input(path)).output(
+        "pipe:", format="rawvideo", pix_fmt="rgb24", frames=count, **{"fps_mode": "passthrough"}
+    )
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *ffmpeg.get_args(stream)]
+    proc = subprocess.run(args, capture_output=True, check=False)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-_STDERR_LINES:]
+        raise EncodeFailed("reference decode failed: " + " | ".join(tail))
+    data = np.frombuffer(proc.stdout, dtype=np.uint8)
+    return data.reshape(-1, height, width, 3)

@@ -226,9 +226,10 @@ def _probe_container(
 def _check_complete(times: FrameTimes) -> None:
     if times.corrupt_packets:
         raise InvalidInput(f"corrupt or truncated video: {times.corrupt_packets} damaged packet(s)")
-    if times.index_frames and len(times) < times.index_frames:
+    if times.index_frames and times.packets < times.index_frames:
         raise InvalidInput(
-            f"truncated video: the index announces {times.index_frames} frames, the file holds {len(times)}"
+            f"truncated video: the index announces {times.index_frames} frames,"
+            f" the file holds {times.packets}"
         )
 
 

@@ -43,6 +43,7 @@ class FrameTimes:
     time_base: Fraction
     corrupt_packets: int  # packets flagged corrupt/partial by the demuxer
     index_frames: int  # frame count announced by the container index (0: unknown)
+    packets: int  # packets the demuxer delivered (empty ones included), to compare with index_frames
 
     def __len__(self) -> int:
         return int(self.pts.shape[0])
@@ -91,8 +92,11 @@ def read_frame_times(path: str) -> FrameTimes:
         last_duration = 0
         max_pts: int | None = None
         corrupt = 0
+        seen = 0
         try:
             for packet in container.demux(stream):
+                if packet.pts is not None or packet.size:
+                    seen += 1  # what the container index counts (AVI "drop" chunks are empty)
                 if packet.size == 0 or packet.pts is None or packet.is_discard:
                     continue
                 if packet.is_corrupt:
@@ -118,7 +122,9 @@ def read_frame_times(path: str) -> FrameTimes:
             end_pts=int(arr[-1]) + last_duration,
             time_base=Fraction(tb),
             corrupt_packets=corrupt,
-            index_frames=int(stream.frames or 0),
+            # only the MP4/MOV sample tables count packets (AVI's length counts dropped frames too)
+            index_frames=int(stream.frames or 0) if container.format.name.startswith("mov") else 0,
+            packets=seen,
         )
     finally:
         container.close()
@@ -132,3 +138,13 @@ def first_frame_time(path: str, start: float) -> float:
     if i0 >= len(times):
         return start
     return float(int(times.rel[i0]) * times.time_base)
+
+
+def window_end_pts(path: str, start: float, end: float) -> int:
+    """``FrameReader.end_pts`` without a reader: where the last frame of ``[start, end)`` should end, in
+    time-base units relative to the window's first frame (for ``VideoWriter(end_pts=...)``)."""
+    times = read_frame_times(path)
+    i0, i1 = times.window(start, end)
+    if i1 <= i0:
+        return 1
+    return max(times.window_end_units(i0, i1, end), int(times.rel[i1 - 1] - times.rel[i0]) + 1)

@@ -1,0 +1,472 @@
+"""Media I/O with real ffmpeg: probe, FrameReader, VideoWriter, finalize -- on generated edge cases and real
+clips. The pipeline here is a passthrough (decode -> encode -> finalize, no model), so every assertion is
+about the media layer: the output plays, codec/profile/pixel format, size, frame count, per-frame
+timestamps, duration, audio, orientation and colours measured in pixels.
+"""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from bgservice.errors import EncodeFailed, InputTooLarge, InvalidInput, InvalidTrim
+from bgservice.media.decode import FrameReader
+from bgservice.media.encode import VideoWriter
+from bgservice.media.ffmpeg import finalize, reference_frames
+from bgservice.media.probe import probe, resolve_trim
+from bgservice.media.timing import read_frame_times, window_end_pts
+from bgservice.media.types import TrimWindow, VideoInfo
+from bgservice.settings import Settings
+from tests.media_factory import MediaFactory, media_factory_fixture, patch_error  # noqa: F401 (fixture)
+
+S = Settings()
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+def read_all(
+    path: Path, info: VideoInfo, window: TrimWindow, chunk: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    with FrameReader(str(path), info, window, chunk_frames=chunk) as reader:
+        shards = list(reader.shards(16))
+    return np.concatenate([s.frames for s in shards]), np.concatenate([s.pts for s in shards])
+
+
+def passthrough(src: Path, out: Path, start: float | None = None, end: float | None = None) -> VideoInfo:
+    """decode -> encode -> finalize, the way the pipeline does it (no model). Returns the input's info."""
+    info = probe(str(src), S)
+    window = resolve_trim(info, start, end, S)
+    video_only = out.with_suffix(".video.mp4")
+    with (
+        FrameReader(str(src), info, window, chunk_frames=S.decode_chunk_frames) as reader,
+        VideoWriter(str(video_only), info, crf=S.crf, preset=S.preset, end_pts=reader.end_pts) as writer,
+    ):
+        for shard in reader.shards(S.shard_frames, 2, 2):
+            writer.write(shard.frames, shard.pts)
+    finalize(str(video_only), str(src), info, window, str(out))
+    video_only.unlink()
+    return info
+
+
+def frame_times(path: Path) -> list[Fraction]:
+    """Presentation time of every frame, seconds, exact, from frame 0."""
+    t = read_frame_times(str(path))
+    return [int(p) * t.time_base for p in t.rel]
+
+
+def stream_facts(path: Path) -> dict[str, object]:
+    """What a player/ffprobe sees: codec, profile, pix_fmt, sizes, durations, audio."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        facts: dict[str, object] = {
+            "codec": v.codec_context.name,
+            "profile": v.codec_context.profile,
+            "pix_fmt": v.codec_context.pix_fmt,
+            "size": (v.codec_context.width, v.codec_context.height),
+            "duration": c.duration / 1e6 if c.duration else 0.0,
+            "colorspace": v.codec_context.colorspace,
+            "audio": None,
+        }
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            samples = sum(f.samples for f in c.decode(a))
+            facts["audio"] = (a.codec_context.name, samples / a.codec_context.sample_rate)
+        # faststart: the moov box precedes mdat
+        head = path.read_bytes()[:200_000]
+        facts["faststart"] = 0 <= head.find(b"moov") < head.find(b"mdat") if b"mdat" in head else True
+    return facts
+
+
+def max_frame_interval(path: Path) -> float:
+    times = frame_times(path)
+    return float(max(b - a for a, b in itertools.pairwise(times)))
+
+
+# --- probe --------------------------------------------------------------------------------------------------
+def test_probe_basic(media_factory: MediaFactory) -> None:
+    info = probe(str(media_factory.basic()), S)
+    assert (info.codec, info.width, info.height, info.out_width, info.out_height) == (
+        "h264",
+        320,
+        240,
+        320,
+        240,
+    )
+    assert info.frame_count == 50 and info.avg_rate == 25
+    assert info.duration == pytest.approx(2.0, abs=1e-9)
+    assert info.audio is not None and info.audio.codec == "aac"
+    assert info.rotation == 0
+
+
+@pytest.mark.parametrize(
+    ("ccw", "size", "cw"), [(90, (240, 320), 270), (180, (320, 240), 180), (-90, (240, 320), 90)]
+)
+def test_probe_rotation(media_factory: MediaFactory, ccw: int, size: tuple[int, int], cw: int) -> None:
+    info = probe(str(media_factory.rotated(ccw)), S)
+    assert (info.width, info.height) == size
+    assert info.rotation == cw
+
+
+def test_probe_odd_size_crops_last_row_and_column(media_factory: MediaFactory) -> None:
+    info = probe(str(media_factory.odd_size()), S)
+    assert (info.width, info.height, info.out_width, info.out_height) == (321, 241, 320, 240)
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "audio_only", "truncated"])
+def test_bad_inputs_are_invalid_input(media_factory: MediaFactory, kind: str) -> None:
+    path = getattr(media_factory, kind)()
+    with pytest.raises(InvalidInput) as err:
+        probe(str(path), S)
+    assert err.value.code == "invalid_input"
+    assert err.value.message
+
+
+def test_non_files_are_invalid_input(tmp_path: Path) -> None:
+    for bad in [str(tmp_path), str(tmp_path / "missing.mp4"), "https://example.com/a.mp4", "concat:a|b", ""]:
+        with pytest.raises(InvalidInput):
+            probe(bad, S)
+
+
+def test_corrupt_payload_is_invalid_input(media_factory: MediaFactory, tmp_path: Path) -> None:
+    data = bytearray(media_factory.no_audio().read_bytes())
+    rng = np.random.default_rng(1)
+    start = data.find(b"mdat") + 8
+    data[start : len(data) - 4000] = rng.integers(0, 256, len(data) - 4000 - start, dtype=np.uint8).tobytes()
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InvalidInput):
+        probe(str(bad), S)
+
+
+def test_limits_are_input_too_large(media_factory: MediaFactory) -> None:
+    path = str(media_factory.basic())
+    with pytest.raises(InputTooLarge):
+        probe(path, Settings(max_input_bytes=1000))
+    with pytest.raises(InputTooLarge):
+        probe(path, Settings(max_pixels=320 * 240 - 1))
+    info = probe(path, S)
+    with pytest.raises(InputTooLarge):
+        resolve_trim(info, None, None, Settings(max_duration_seconds=1.5))
+    # the limit is on the trimmed duration
+    assert resolve_trim(info, 0.0, 1.0, Settings(max_duration_seconds=1.5)).duration == 1.0
+
+
+def test_resolve_trim(media_factory: MediaFactory) -> None:
+    info = probe(str(media_factory.basic()), S)
+    full = resolve_trim(info, None, None, S)
+    assert (full.start, full.end, full.is_full) == (0.0, 2.0, True)
+    clamped = resolve_trim(info, 0.5, 99.0, S)
+    assert (clamped.start, clamped.end, clamped.is_full) == (0.5, 2.0, False)
+    for start, end in [(2.0, None), (5.0, None), (1.0, 1.0), (1.0, 0.5), (-0.1, None), (None, -1.0)]:
+        with pytest.raises(InvalidTrim):
+            resolve_trim(info, start, end, S)
+
+
+# --- decoding -----------------------------------------------------------------------------------------------
+def test_shards_same_frames_whatever_the_size(media_factory: MediaFactory) -> None:
+    path = media_factory.vfr()
+    info = probe(str(path), S)
+    window = resolve_trim(info, 0.3, 2.5, S)
+    reference, ref_pts = read_all(path, info, window)
+    assert len(reference) == len(ref_pts)
+    for size, before, after, chunk in [(1, 0, 0, 3), (7, 3, 2, 5), (1000, 4, 4, 16)]:
+        with FrameReader(str(path), info, window, chunk_frames=chunk) as reader:
+            assert len(reader) == len(reference)
+            for shard in reader.shards(size, before, after):
+                s = shard.start
+                assert np.array_equal(shard.frames, reference[s : s + len(shard)])
+                assert np.array_equal(shard.pts, ref_pts[s : s + len(shard)])
+                assert np.array_equal(shard.before, reference[max(0, s - before) : s])
+                assert np.array_equal(shard.after, reference[s + len(shard) : s + len(shard) + after])
+
+
+def test_window_is_frame_accurate_by_timestamp(media_factory: MediaFactory) -> None:
+    path = media_factory.basic()  # 25 fps: frame i at i * 0.04 s
+    info = probe(str(path), S)
+    everything, _ = read_all(path, info, resolve_trim(info, None, None, S))
+    frames, pts = read_all(path, info, resolve_trim(info, 0.5, 1.0, S))
+    # [0.5, 1.0) holds frames 13..24 (0.52 .. 0.96)
+    assert len(frames) == 12
+    assert np.array_equal(frames, everything[13:25])
+    assert pts[0] == 0 and all(np.diff(pts) == 512)  # time base 1/12800
+    # a bound exactly on a frame includes it at the start, excludes it at the end
+    frames, _ = read_all(path, info, resolve_trim(info, 0.48, 0.96, S))
+    assert np.array_equal(frames, everything[12:24])
+
+
+def test_vfr_timestamps_are_exact(media_factory: MediaFactory) -> None:
+    path = media_factory.vfr()
+    info = probe(str(path), S)
+    _, pts = read_all(path, info, resolve_trim(info, None, None, S))
+    expected = [Fraction(n + (n // 7) * 3, 30) for n in range(60)]  # the setpts expression that made it
+    assert [int(p) * info.time_base for p in pts] == expected
+
+
+def test_rotation_matches_what_a_player_shows(media_factory: MediaFactory) -> None:
+    for ccw, mirrored in [(90, False), (180, False), (-90, False), (90, True)]:
+        path = media_factory.rotated(ccw, mirrored=mirrored)
+        info = probe(str(path), S)
+        frames, _ = read_all(path, info, resolve_trim(info, 0.0, 0.2, S))
+        ref = reference_frames(str(path), info.width, info.height, 1)[0]
+        assert frames.shape[1:] == (info.height, info.width, 3)
+        assert np.abs(frames[0].astype(np.int16) - ref).mean() < 1.0, (ccw, mirrored)
+        # and it is not the unrotated picture
+        if ccw == 180 or mirrored:
+            assert np.abs(frames[0].astype(np.int16) - ref[::-1, ::-1]).mean() > 10
+
+
+def test_odd_size_keeps_the_top_left_pixels(media_factory: MediaFactory) -> None:
+    path = media_factory.odd_size()
+    info = probe(str(path), S)
+    frames, _ = read_all(path, info, resolve_trim(info, None, None, S))
+    ref = reference_frames(str(path), 321, 241, 1)[0]
+    assert frames.shape[1:] == (240, 320, 3)
+    assert np.abs(frames[0].astype(np.int16) - ref[:240, :320]).mean() < 1.0
+
+
+@pytest.mark.parametrize("kind", ["hevc10", "vp9", "mpeg4"])
+def test_other_codecs_decode(media_factory: MediaFactory, kind: str) -> None:
+    path = getattr(media_factory, kind)()
+    info = probe(str(path), S)
+    frames, pts = read_all(path, info, resolve_trim(info, None, None, S))
+    assert frames.dtype == np.uint8 and frames.shape == (25, 240, 320, 3)
+    ref = reference_frames(str(path), 320, 240, 1)[0]
+    assert np.abs(frames[0].astype(np.int16) - ref).mean() < 1.5
+    assert len(np.unique(pts)) == 25
+
+
+# --- colour -------------------------------------------------------------------------------------------------
+COLOUR_CASES = [
+    ("bt709", "tv", True, False, "libx264"),
+    ("bt601", "tv", True, False, "libx264"),
+    ("bt709", "pc", True, True, "libx264"),
+    ("bt601", "tv", False, False, "libx264"),  # untagged SD: BT.601
+    ("bt709", "tv", False, True, "libx264"),  # untagged HD: BT.709 (decord alone would use BT.601)
+    ("bt709", "tv", True, True, "libx265"),  # 10-bit HEVC
+]
+
+
+@pytest.mark.parametrize(("matrix", "rng", "tagged", "hd", "vcodec"), COLOUR_CASES)
+def test_colours_decode_and_survive_the_trip(
+    media_factory: MediaFactory, tmp_path: Path, matrix: str, rng: str, tagged: bool, hd: bool, vcodec: str
+) -> None:
+    path = media_factory.patches(matrix, rng, tagged=tagged, hd=hd, vcodec=vcodec)
+    info = probe(str(path), S)
+    frames, _ = read_all(path, info, resolve_trim(info, None, None, S))
+    decoded = patch_error(frames[0])
+    assert decoded.max() < 2.5, decoded
+    out = tmp_path / "out.mp4"
+    passthrough(path, out)
+    out_info = probe(str(out), S)
+    assert (out_info.colorspace, out_info.color_range) == ("bt709", "tv")
+    out_frames, _ = read_all(out, out_info, resolve_trim(out_info, None, None, S))
+    trip = patch_error(out_frames[0])
+    print(
+        f"patches {matrix}/{rng}/{'tagged' if tagged else 'untagged'}/{vcodec}: decode {decoded}, trip {trip}"
+    )
+    assert trip.max() < 3.0, trip
+
+
+# --- the passthrough pipeline ----------------------------------------------------------------------------
+def check_output(out: Path, *, size: tuple[int, int], frames: int, duration: float, audio: bool) -> None:
+    facts = stream_facts(out)
+    assert facts["codec"] == "h264" and facts["profile"] == "High" and facts["pix_fmt"] == "yuv420p"
+    assert facts["size"] == size
+    assert facts["faststart"]
+    info = probe(str(out), S)  # plays: probes and decodes first and last frames
+    assert info.frame_count == frames
+    frame = max_frame_interval(out) if frames > 1 else 0.04
+    assert facts["duration"] == pytest.approx(duration, abs=frame)
+    if audio:
+        assert facts["audio"] is not None
+        audio_facts = facts["audio"]
+        assert isinstance(audio_facts, tuple)
+        codec, seconds = audio_facts
+        assert codec == "aac"
+        assert seconds == pytest.approx(duration, abs=frame)
+    else:
+        assert facts["audio"] is None
+
+
+def test_passthrough_basic(media_factory: MediaFactory, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    passthrough(media_factory.basic(), out)
+    check_output(out, size=(320, 240), frames=50, duration=2.0, audio=True)
+    assert frame_times(out) == [Fraction(i, 25) for i in range(50)]
+
+
+def test_passthrough_vfr_keeps_every_timestamp(media_factory: MediaFactory, tmp_path: Path) -> None:
+    src = media_factory.vfr()
+    out = tmp_path / "out.mp4"
+    info = passthrough(src, out)
+    assert frame_times(out) == frame_times(src)
+    check_output(out, size=(320, 240), frames=60, duration=info.duration, audio=True)
+
+
+def test_passthrough_vfr_trimmed(media_factory: MediaFactory, tmp_path: Path) -> None:
+    src = media_factory.vfr()
+    out = tmp_path / "out.mp4"
+    passthrough(src, out, 0.5, 2.0)
+    src_times = [t for t in frame_times(src) if Fraction(1, 2) <= t < 2]
+    assert frame_times(out) == [t - src_times[0] for t in src_times]
+    check_output(out, size=(320, 240), frames=len(src_times), duration=2.0 - float(src_times[0]), audio=True)
+
+
+def test_passthrough_ntsc_film_rate(media_factory: MediaFactory, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    passthrough(media_factory.ntsc_film(), out)
+    info = probe(str(out), S)
+    assert info.avg_rate == Fraction(24000, 1001)
+    assert frame_times(out) == [Fraction(1001 * i, 24000) for i in range(48)]
+    check_output(out, size=(320, 240), frames=48, duration=2.002, audio=True)
+
+
+def test_passthrough_rotated(media_factory: MediaFactory, tmp_path: Path) -> None:
+    src = media_factory.rotated(90)
+    out = tmp_path / "out.mp4"
+    passthrough(src, out)
+    check_output(out, size=(240, 320), frames=50, duration=2.0, audio=True)
+    out_info = probe(str(out), S)
+    assert out_info.rotation == 0  # the rotation is in the pixels now, no matrix left
+    shown = reference_frames(str(out), 240, 320, 1)[0]
+    expected = reference_frames(str(src), 240, 320, 1)[0]
+    assert np.abs(shown.astype(np.int16) - expected).mean() < 3.0
+
+
+def test_passthrough_odd_no_audio_and_other_codecs(media_factory: MediaFactory, tmp_path: Path) -> None:
+    passthrough(media_factory.odd_size(), tmp_path / "odd.mp4")
+    check_output(tmp_path / "odd.mp4", size=(320, 240), frames=25, duration=1.0, audio=False)
+    passthrough(media_factory.no_audio(), tmp_path / "silent.mp4")
+    check_output(tmp_path / "silent.mp4", size=(320, 240), frames=50, duration=2.0, audio=False)
+    for kind in ["hevc10", "vp9", "mpeg4"]:
+        out = tmp_path / f"{kind}.mp4"
+        passthrough(getattr(media_factory, kind)(), out)
+        check_output(out, size=(320, 240), frames=25, duration=1.0, audio=True)
+
+
+def test_trimmed_audio_is_cut_in_sync(media_factory: MediaFactory, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    passthrough(media_factory.ntsc_film(), out, 0.5, 1.5)
+    first = Fraction(1001 * 12, 24000)  # first frame at or after 0.5 s
+    n = sum(1 for i in range(48) if Fraction(1, 2) <= Fraction(1001 * i, 24000) < Fraction(3, 2))
+    check_output(out, size=(320, 240), frames=n, duration=1.5 - float(first), audio=True)
+
+
+def test_finalize_failure_is_encode_failed(media_factory: MediaFactory, tmp_path: Path) -> None:
+    src = media_factory.basic()
+    info = probe(str(src), S)
+    bogus = tmp_path / "not_a_video.mp4"
+    bogus.write_text("nope")
+    with pytest.raises(EncodeFailed) as err:
+        finalize(str(bogus), str(src), info, resolve_trim(info, None, None, S), str(tmp_path / "o.mp4"))
+    assert "finalize" in err.value.message
+
+
+def test_writer_refuses_bad_frames(media_factory: MediaFactory, tmp_path: Path) -> None:
+    info = probe(str(media_factory.basic()), S)
+    with VideoWriter(str(tmp_path / "v.mp4"), info, crf=18, preset="ultrafast") as writer:
+        with pytest.raises(EncodeFailed):
+            writer.write(np.zeros((1, 10, 10, 3), np.uint8), np.zeros(1, np.int64))
+        writer.write(np.zeros((2, 240, 320, 3), np.uint8), np.array([0, 512]))
+        with pytest.raises(EncodeFailed):
+            writer.write(np.zeros((1, 240, 320, 3), np.uint8), np.array([512]))
+
+
+def test_window_end_pts_matches_reader(media_factory: MediaFactory) -> None:
+    path = media_factory.vfr()
+    info = probe(str(path), S)
+    window = resolve_trim(info, 0.5, 2.0, S)
+    with FrameReader(str(path), info, window, chunk_frames=4) as reader:
+        assert window_end_pts(str(path), window.start, window.end) == reader.end_pts
+
+
+# --- real clips -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "codec", "size"),
+    [
+        ("talking_head_cremad_1001_DFA_ANG_XX.flv", "vp6f", (480, 360)),
+        ("several_people_walking_vtest_768x576.avi", "msmpeg4", (768, 576)),
+    ],
+)
+def test_real_odd_formats_decode(
+    videos: Path, tmp_path: Path, name: str, codec: str, size: tuple[int, int]
+) -> None:
+    src = videos / name
+    info = probe(str(src), S)
+    assert info.codec.startswith(codec[:7])
+    assert (info.width, info.height) == size
+    out = tmp_path / "out.mp4"
+    passthrough(src, out, 0.0, 2.0)
+    times = [t for t in frame_times(src) if t < 2]
+    assert frame_times(out) == times
+    check_output(out, size=size, frames=len(times), duration=2.0, audio=info.audio is not None)
+
+
+def exact_rgb(frame: av.VideoFrame, matrix: str, full_range: bool) -> np.ndarray:
+    """Float RGB computed from the frame's own 4:2:0 planes with the textbook equations (the reference)."""
+    kr, kb = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114)}[matrix]
+    h, w = frame.height, frame.width
+    planes = frame.to_ndarray().astype(np.float32)
+    if frame.format.name.endswith("10le"):
+        planes /= 4.0
+    y = planes[:h]
+    u = planes[h : h + h // 4].reshape(h // 2, w // 2).repeat(2, 0).repeat(2, 1)
+    v = planes[h + h // 4 :].reshape(h // 2, w // 2).repeat(2, 0).repeat(2, 1)
+    if full_range:
+        yn, cb, cr = y / 255, (u - 128) / 255, (v - 128) / 255
+    else:
+        yn, cb, cr = (y - 16) / 219, (u - 128) / 224, (v - 128) / 224
+    r = yn + 2 * (1 - kr) * cr
+    b = yn + 2 * (1 - kb) * cb
+    g = (yn - kr * r - kb * b) / (1 - kr - kb)
+    rgb: np.ndarray = np.clip(np.stack([r, g, b], -1) * 255, 0, 255)
+    return rgb
+
+
+@pytest.mark.parametrize(
+    ("name", "matrix"),
+    [
+        ("fullbody_juggle_sam2_1280x720.mp4", "bt709"),  # tagged BT.709
+        ("landscape_1080p_person_laptop_mediapipe.mp4", "bt709"),  # tagged BT.709
+        ("hair_busy_bg_tears_of_steel_640x360.mp4", "bt601"),  # untagged SD: BT.601
+    ],
+)
+def test_real_footage_decodes_with_the_right_matrix(videos: Path, name: str, matrix: str) -> None:
+    """FrameReader's RGB against an exact float conversion of the same YUV: no matrix/range mix-up and
+    no rounding bias (decord alone is ~1 level low, see decode.TRUNCATION_LUT)."""
+    src = videos / name
+    info = probe(str(src), S)
+    frames, _ = read_all(src, info, resolve_trim(info, 0.0, 0.2, S))
+    with av.open(str(src)) as c:
+        first = next(c.decode(video=0))
+    ref = exact_rgb(first, matrix, full_range=False)
+    diff = frames[0].astype(np.float32) - ref
+    mae, bias = np.abs(diff).mean(axis=(0, 1)), diff.mean(axis=(0, 1))
+    print(f"{name}: decode vs exact {matrix}: MAE {mae.round(2)}, bias {bias.round(2)}")
+    assert mae.max() < 0.8 and np.abs(bias).max() < 0.5, (mae, bias)
+    other = exact_rgb(first, "bt601" if matrix == "bt709" else "bt709", full_range=False)
+    assert np.abs(frames[0].astype(np.float32) - other).mean() > mae.mean() + 0.5  # the test can tell
+
+
+@pytest.mark.parametrize(
+    "name", ["upper_body_dark_bg_gesture_mediapipe_1280x720.mp4", "hair_busy_bg_tears_of_steel_640x360.mp4"]
+)
+def test_real_footage_colours_survive(videos: Path, tmp_path: Path, name: str) -> None:
+    """decode input -> encode -> decode output: per-channel mean abs error small and no colour cast."""
+    src = videos / name
+    out = tmp_path / "out.mp4"
+    passthrough(src, out, 1.0, 2.0)
+    info, out_info = probe(str(src), S), probe(str(out), S)
+    a, _ = read_all(src, info, resolve_trim(info, 1.0, 2.0, S))
+    b, _ = read_all(out, out_info, resolve_trim(out_info, None, None, S))
+    assert a.shape == b.shape
+    diff = b.astype(np.float32) - a.astype(np.float32)
+    mae = np.abs(diff).mean(axis=(0, 1, 2))
+    bias = diff.mean(axis=(0, 1, 2))
+    print(f"{name}: MAE per channel {mae.round(2)}, bias {bias.round(2)}")
+    assert mae.max() < 3.0, mae
+    assert np.abs(bias).max() < 0.75, bias
