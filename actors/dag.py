@@ -38,10 +38,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from actors.decoder import Decoder
-from actors.encoder import Encoder
+from actors.iopool import IO_POOL, IOPair
 from actors.pool import get_pool
-from actors.resources import DECODER_CPUS, ENCODER_CPUS, is_object_store_url
+from actors.resources import is_object_store_url
 from actors.types import EncodeProgress, EncodeResult, JobMedia, SegmentDone, ShardHead
 from bgservice.errors import (
     BgServiceError,
@@ -61,16 +60,6 @@ SEGMENT_ATTEMPTS = 3  # a shard is sent to another Segmenter this many times if 
 WAIT_SECONDS = 0.2  # how often the driver loop looks at the cancel flag while nothing happens
 CLEANUP_SECONDS = 15.0
 _PROCESS_LOCAL = {"memory"}  # fsspec filesystems that live in one process: staged by the driver
-
-_remote_classes: dict[str, Any] = {}
-
-
-def _remote(cls: type) -> Any:
-    import ray
-
-    if cls.__name__ not in _remote_classes:
-        _remote_classes[cls.__name__] = ray.remote(cls)
-    return _remote_classes[cls.__name__]
 
 
 def ensure_ray() -> None:
@@ -121,6 +110,10 @@ class JobStats:
     segment_retries: int = 0
     decoder_actor_id: str = ""
     encoder_actor_id: str = ""
+    timeline: dict[str, float] = field(default_factory=dict)  # phase -> seconds since submit
+
+    def mark(self, phase: str, t0: float) -> None:
+        self.timeline[phase] = round(time.monotonic() - t0, 3)
 
 
 class JobHandle:
@@ -229,6 +222,7 @@ class _JobRun:
         self.settings = handle._settings
         self.spec = handle.spec
         self.pool: Any = None
+        self.io: IOPair | None = None
         self.stack = contextlib.ExitStack()
         self.pending: dict[Any, tuple[Any, ...]] = {}  # small ref -> (kind, index, extra...)
         self.shard_refs: dict[int, Any] = {}
@@ -238,10 +232,10 @@ class _JobRun:
         self.n_shards: int | None = None
         self.written_shards = 0
         self.total = 0
+        self.t0 = time.monotonic()
 
     def run(self) -> JobResult:
         import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         h, settings, spec = self.h, self.settings, self.spec
         ok = False
@@ -251,33 +245,28 @@ class _JobRun:
             driver_node = ray.get_runtime_context().get_node_id()
             dec_spec, enc_spec, final_local = self._stage(spec)
             pinned = not (is_object_store_url(spec.input_url) and is_object_store_url(spec.output_url))
-
-            def on(node: str) -> dict[str, Any]:
-                return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=False)}
-
-            dec_opts: dict[str, Any] = {"num_cpus": DECODER_CPUS, "max_restarts": 0}
-            enc_opts: dict[str, Any] = {"num_cpus": ENCODER_CPUS, "max_restarts": 0}
-            if pinned:
-                dec_opts |= on(driver_node)
-                enc_opts |= on(driver_node)
-            h.decoder = _remote(Decoder).options(**dec_opts).remote(settings)
+            context_ref = self.pool.context.remote()
+            self.io = IO_POOL.acquire(driver_node if pinned else None)
+            h.decoder, h.encoder = self.io.decoder, self.io.encoder
             h.stats.decoder_actor_id = h.decoder._actor_id.hex()
-            if pinned:  # start both processes at once
-                h.encoder = _remote(Encoder).options(**enc_opts).remote(settings)
-            before, after = _get(self.pool.context.remote(), "segment")
-            self._check_cancel()
+            h.stats.encoder_actor_id = h.encoder._actor_id.hex()
+            IO_POOL.keep_spare(self.io.node_id)
+            h.stats.mark("io", self.t0)
+            before, after = self._wait_get(context_ref, "segment")
+            h.stats.mark("pool", self.t0)
             media_ref, plate_ref = h.decoder.open.options(num_returns=2).remote(
-                dec_spec, settings.shard_frames, before, after
+                dec_spec, settings, settings.shard_frames, before, after
             )
             media: JobMedia = self._wait_get(media_ref, "decode")
+            h.stats.mark("decoder_open", self.t0)
             self.total = media.total_frames
             h._set_progress(0, self.total)
-            if h.encoder is None:
-                h.encoder = _remote(Encoder).options(**enc_opts, **on(media.node_id)).remote(settings)
-            h.stats.encoder_actor_id = h.encoder._actor_id.hex()
-            self._wait_get(h.encoder.open.remote(enc_spec, media), "encode")
+            self._wait_get(h.encoder.open.remote(enc_spec, media, settings), "encode")
+            h.stats.mark("encoder_open", self.t0)
             self._pump(plate_ref)
+            h.stats.mark("frames_written", self.t0)
             encoded: EncodeResult = self._wait_get(h.encoder.finish.remote(), "encode")
+            h.stats.mark("published", self.t0)
             if final_local is not None:
                 publish(final_local, spec.output_url)
             ok = True
@@ -365,8 +354,9 @@ class _JobRun:
             self._lease(head.index)
         elif kind == "lease":
             lease = _get(ref, "segment")
-            if lease is None:  # the pool forgot this job (cancelled)
-                return
+            if lease is None:  # the pool dropped this job's requests: it cannot start Segmenters
+                _get(self.pool.ready.remote(), "segment")  # raises the pool's reason
+                raise InternalError("the Segmenter pool dropped this job")
             key, segmenter = lease
             self.leases[index] = key
             status_ref, out_ref = segmenter.process.options(num_returns=2).remote(
@@ -391,6 +381,8 @@ class _JobRun:
                 raise stage_error(exc, "segment") from exc
             self.pool.release.remote(self.leases.pop(index, key))
             h.stats.segmenter_pids.add(done.pid)
+            if not h.stats.shards:
+                h.stats.mark("first_shard", self.t0)
             h.stats.shards += 1
             del self.shard_refs[index]
             self.pending[h.encoder.push.remote(index, [out_ref])] = ("push", index)
@@ -426,10 +418,8 @@ class _JobRun:
             if closing:
                 with contextlib.suppress(Exception):
                     ray.wait(closing, num_returns=len(closing), timeout=CLEANUP_SECONDS)
-            for actor in (h.encoder, h.decoder):
-                if actor is not None:
-                    with contextlib.suppress(Exception):
-                        ray.kill(actor, no_restart=True)
+            if self.io is not None:
+                IO_POOL.release(self.io, reusable=ok)
         finally:
             self.stack.close()
 
@@ -450,6 +440,20 @@ def submit(
     """Start a job on Ray (local, or the cluster at ``RAY_ADDRESS``); returns at once."""
     ensure_ray()
     return JobHandle(spec, settings, progress, cancel).start()
+
+
+def warm_up(settings: Settings, jobs: int = 1) -> None:
+    """Start the Segmenter pool and ``jobs`` decoder/encoder pairs on this node, and wait for them.
+
+    Optional: a long-lived driver (the service, a batch run) calls it once so that its first jobs do not
+    pay for starting processes.
+    """
+    import ray
+
+    ensure_ray()
+    pool = get_pool(settings)
+    IO_POOL.warm(ray.get_runtime_context().get_node_id(), jobs)
+    ray.get(pool.ready.remote())
 
 
 def run_job_ray(

@@ -11,6 +11,7 @@ fails with ``decode_failed``. The staged input stays until ``close`` (the encode
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,21 +26,26 @@ from bgservice.spec import JobSpec
 
 
 class Decoder:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    """Serves one job at a time; reusable for the next job once ``close`` has run."""
+
+    def __init__(self) -> None:
         self._stack = contextlib.ExitStack()
         self._reader: Any = None
         self._shards: Iterator[Shard] | None = None
 
+    def ping(self) -> tuple[int, str]:
+        """(pid, node id): the readiness probe."""
+        return os.getpid(), _current_node_id()
+
     def open(
-        self, spec: JobSpec, shard_frames: int, context_before: int, context_after: int
+        self, spec: JobSpec, settings: Settings, shard_frames: int, context_before: int, context_after: int
     ) -> tuple[JobMedia, np.ndarray]:
         """Returns (what was found, the background plate at the output size)."""
         from bgservice.backgrounds import load_plate
         from bgservice.media.decode import FrameReader
         from bgservice.pipeline import prepared_input
 
-        settings = self._settings
+        self.close()
         try:
             path, info, window = self._stack.enter_context(prepared_input(spec, settings))
             plate = load_plate(spec.background, info.out_width, info.out_height, settings)
@@ -53,7 +59,12 @@ class Decoder:
             self.close()
             raise
         media = JobMedia(
-            source_path=path, info=info, window=window, total_frames=total, node_id=_current_node_id()
+            source_path=path,
+            info=info,
+            window=window,
+            total_frames=total,
+            node_id=_current_node_id(),
+            decoder_pid=os.getpid(),
         )
         return media, plate
 

@@ -10,10 +10,12 @@ source's audio and publishes atomically: nothing appears at the output key unles
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from actors.compositor import Compositor
+from actors.segmenter import _current_node_id
 from actors.types import EncodeProgress, EncodeResult, JobMedia, Segment
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
@@ -29,8 +31,9 @@ def _ray_get(ref: Any) -> Segment:
 
 
 class Encoder:
-    def __init__(self, settings: Settings, resolve: Callable[[Any], Segment] = _ray_get) -> None:
-        self._settings = settings
+    """Serves one job at a time; reusable for the next job after ``finish`` or ``abort``."""
+
+    def __init__(self, resolve: Callable[[Any], Segment] = _ray_get) -> None:
         self._resolve = resolve
         self._compositor: Compositor[Any] = Compositor()
         self._out: Any = None
@@ -38,11 +41,20 @@ class Encoder:
         self._shards = 0
         self._frames = 0
 
-    def open(self, spec: JobSpec, media: JobMedia) -> None:
+    def ping(self) -> tuple[int, str]:
+        """(pid, node id): the readiness probe."""
+        return os.getpid(), _current_node_id()
+
+    def open(self, spec: JobSpec, media: JobMedia, settings: Settings) -> int:
+        """Start the job's video file; returns this process's pid."""
         from bgservice.pipeline import OutputWriter
 
+        self.abort()
+        self._compositor = Compositor()
+        self._shards = self._frames = 0
         self._media = media
-        self._out = OutputWriter(spec, media.info, media.window, media.source_path, self._settings)
+        self._out = OutputWriter(spec, media.info, media.window, media.source_path, settings)
+        return os.getpid()
 
     def push(self, index: int, parts: list[Any]) -> EncodeProgress:
         """Accept shard ``index`` (``parts[0]`` is its Segment or a reference to it); write what is due."""

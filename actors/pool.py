@@ -30,11 +30,14 @@ from typing import Any
 from actors.resources import POOL_MANAGER_CPUS, can_grow, segmenter_options
 from actors.segmenter import Segmenter
 from actors.types import SegmenterInfo
+from bgservice.errors import InternalError
 from bgservice.settings import Settings
 
 POOL_NAME = "bgservice-segmenter-pool"
 POOL_NAMESPACE = "bgservice"
 POOL_IDLE_SECONDS = 120.0
+MAX_START_FAILURES = 3
+SEGMENTER_NICENESS = 10  # Segmenters run below normal priority: starting a job never waits on them
 
 Lease = tuple[int, Any]  # (member key, Segmenter actor handle)
 
@@ -72,18 +75,32 @@ class SegmenterPool:
         self._started = False
         self._starting = 0
         self._ready_event: asyncio.Event | None = None
+        self._failures = 0  # Segmenters in a row that failed to start
+        self._broken: str | None = None  # why the pool gave up starting Segmenters
 
     # --- the public protocol ---------------------------------------------------------------------
     async def ready(self) -> int:
-        """Wait until ``pool_min`` Segmenters are up; returns the number of ready ones."""
+        """Wait until ``pool_min`` Segmenters are up; returns the number of ready ones.
+
+        Raises :class:`InternalError` when Segmenters keep failing to start (e.g. the model cannot load);
+        the next call tries again.
+        """
         self._ensure_started()
         assert self._ready_event is not None
         await self._ready_event.wait()
+        if self._broken:
+            why, self._broken = self._broken, None
+            self._failures = 0
+            self._ready_event.clear()
+            self._top_up()
+            raise InternalError(f"Segmenters cannot start: {why}")
         return sum(m.ready for m in self._members.values())
 
     async def lease(self, job_id: str) -> Lease | None:
         """A Segmenter for one shard of ``job_id``; ``None`` if the job was cancelled meanwhile."""
         self._ensure_started()
+        if self._broken:
+            return None
         fut: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(job_id, deque()).append(fut)
         if job_id not in self._order:
@@ -158,7 +175,7 @@ class SegmenterPool:
         import ray
 
         options = segmenter_options(self._settings.segmenter_cpus, self._gpu_share)
-        handle = ray.remote(Segmenter).options(**options).remote(self._settings)
+        handle = ray.remote(Segmenter).options(**options).remote(self._settings, niceness=SEGMENTER_NICENESS)
         member = _Member(key=next(self._keys), handle=handle)
         self._members[member.key] = member
         self._starting += 1
@@ -169,15 +186,28 @@ class SegmenterPool:
             member.info = await member.handle.info.remote()
             member.ready = True
             member.last_used = time.monotonic()
-        except Exception:
+            self._failures = 0
+        except Exception as exc:
             self._members.pop(member.key, None)
+            self._failures += 1
+            if self._failures >= MAX_START_FAILURES and not any(m.ready for m in self._members.values()):
+                self._broken = f"{type(exc).__name__}: {exc}"[:2000]
         finally:
             self._starting -= 1
         ready = sum(m.ready for m in self._members.values())
-        if self._ready_event is not None and ready >= min(self._settings.pool_min, len(self._members)):
+        if self._ready_event is not None and (
+            self._broken or ready >= min(self._settings.pool_min, len(self._members))
+        ):
             self._ready_event.set()
+        if self._broken:
+            self._fail_waiting()
+            return
         self._top_up()
         self._dispatch()
+
+    def _fail_waiting(self) -> None:
+        for job_id in list(self._waiting):
+            self.forget_job(job_id)
 
     def _top_up(self) -> None:
         while len(self._members) < self._settings.pool_min:

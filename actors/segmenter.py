@@ -11,6 +11,7 @@ and the model registry selects ONNX Runtime's CUDA provider.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Protocol
@@ -48,7 +49,11 @@ def _current_node_id() -> str:
 class Segmenter:
     """Load in ``__init__``, work in ``process``."""
 
-    def __init__(self, settings: Settings, work: ShardWork | None = None) -> None:
+    def __init__(self, settings: Settings, work: ShardWork | None = None, niceness: int = 0) -> None:
+        if niceness:
+            # The pool's bulk compute yields the CPU to job start-up, decoding, encoding and the API.
+            with contextlib.suppress(OSError):
+                os.nice(niceness)
         if work is None:
             from bgservice.pipeline import ShardProcessor
 

@@ -18,6 +18,7 @@ class JobMedia:
     window: TrimWindow
     total_frames: int  # frames in the trimmed window: the progress total
     node_id: str  # where the decoder runs: the encoder runs there too (it needs source_path)
+    decoder_pid: int
 
 
 @dataclass(frozen=True)

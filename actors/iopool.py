@@ -1,0 +1,193 @@
+"""Warm decoder + encoder pairs, kept by the driver process between jobs.
+
+Starting a Ray actor means starting a Python process: seconds on a busy 2-core machine, which would make
+a short job wait behind a long one's CPU use however fair the Segmenter pool is. So a driver keeps the
+decoder/encoder pairs of finished jobs (at most ``WARM_PER_NODE`` per node, each pair co-located, stopped
+after ``WARM_IDLE_SECONDS`` idle so their CPU share returns to the cluster), and keeps one spare pair
+ready while a job runs if the node has room for it beside the next job (``JOB_RESERVE_CPUS``).
+A pair that saw a failure or a cancel is never reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.decoder import Decoder
+from actors.encoder import Encoder
+from actors.resources import DECODER_CPUS, ENCODER_CPUS, JOB_RESERVE_CPUS
+
+WARM_PER_NODE = 2
+WARM_IDLE_SECONDS = 60.0
+PAIR_CPUS = DECODER_CPUS + ENCODER_CPUS
+
+
+@dataclass
+class IOPair:
+    decoder: Any
+    encoder: Any
+    node_id: str
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+def _on_node(node_id: str | None) -> dict[str, Any]:
+    if not node_id:
+        return {}
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)}
+
+
+_classes: dict[str, Any] = {}
+
+
+def _remote(cls: type) -> Any:
+    import ray
+
+    if cls.__name__ not in _classes:
+        _classes[cls.__name__] = ray.remote(cls)
+    return _classes[cls.__name__]
+
+
+def create_pair(node_id: str | None) -> IOPair:
+    """Start a decoder (on ``node_id``, or anywhere) and an encoder beside it; wait until both are up."""
+    import ray
+
+    decoder = _remote(Decoder).options(num_cpus=DECODER_CPUS, max_restarts=0, **_on_node(node_id)).remote()
+    encoder = None
+    if node_id:
+        encoder = (
+            _remote(Encoder).options(num_cpus=ENCODER_CPUS, max_restarts=0, **_on_node(node_id)).remote()
+        )
+    try:
+        _, node = ray.get(decoder.ping.remote())
+        if encoder is None:
+            encoder = (
+                _remote(Encoder).options(num_cpus=ENCODER_CPUS, max_restarts=0, **_on_node(node)).remote()
+            )
+        ray.get(encoder.ping.remote())
+    except BaseException:
+        kill_pair(decoder, encoder)
+        raise
+    return IOPair(decoder, encoder, str(node))
+
+
+def kill_pair(*actors: Any) -> None:
+    import ray
+
+    for actor in actors:
+        if actor is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+
+
+class IOPool:
+    """This driver process's idle pairs, by node (thread-safe; every job thread shares it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[IOPair]] = {}
+        self._session = ""
+        self._spare_running = False
+        self._reaper: threading.Thread | None = None
+
+    def _check_session(self) -> None:
+        """Handles die with the Ray session they came from (tests start several)."""
+        import ray
+
+        session = str(ray.get_runtime_context().get_job_id())
+        if session != self._session:
+            self._idle.clear()
+            self._session = session
+
+    def acquire(self, node_id: str | None) -> IOPair:
+        with self._lock:
+            self._check_session()
+            nodes = [node_id] if node_id else list(self._idle)
+            for node in nodes:
+                pairs = self._idle.get(node)
+                if pairs:
+                    return pairs.pop()
+        return create_pair(node_id)
+
+    def release(self, pair: IOPair, reusable: bool) -> None:
+        if reusable:
+            with self._lock:
+                pairs = self._idle.setdefault(pair.node_id, [])
+                if len(pairs) < WARM_PER_NODE:
+                    pair.idle_since = time.monotonic()
+                    pairs.append(pair)
+                    self._start_reaper()
+                    return
+        kill_pair(pair.decoder, pair.encoder)
+
+    def warm(self, node_id: str, pairs: int) -> None:
+        """Make sure ``pairs`` idle pairs wait on ``node_id`` (a service warms up at start)."""
+        with self._lock:
+            self._check_session()
+            missing = min(pairs, WARM_PER_NODE) - len(self._idle.get(node_id, []))
+        for _ in range(max(0, missing)):
+            self.release(create_pair(node_id), reusable=True)
+
+    def keep_spare(self, node_id: str) -> None:
+        """In the background: one idle pair on ``node_id`` if the node has room beside the next job."""
+        with self._lock:
+            if self._spare_running or self._idle.get(node_id):
+                return
+            self._spare_running = True
+
+        def spare() -> None:
+            import ray
+
+            try:
+                available: dict[str, float] = ray.available_resources()  # type: ignore[no-untyped-call]
+                if available.get("CPU", 0.0) >= PAIR_CPUS + JOB_RESERVE_CPUS:
+                    self.release(create_pair(node_id), reusable=True)
+            except Exception:
+                pass
+            finally:
+                with self._lock:
+                    self._spare_running = False
+
+        threading.Thread(target=spare, name="bgservice-spare-io", daemon=True).start()
+
+    def _start_reaper(self) -> None:
+        if self._reaper is not None and self._reaper.is_alive():
+            return
+        self._reaper = threading.Thread(target=self._reap, name="bgservice-io-reaper", daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(WARM_IDLE_SECONDS / 4)
+            now = time.monotonic()
+            with self._lock:
+                stale = [
+                    p for ps in self._idle.values() for p in ps if now - p.idle_since > WARM_IDLE_SECONDS
+                ]
+                for ps in self._idle.values():
+                    ps[:] = [p for p in ps if p not in stale]
+                if not any(self._idle.values()):
+                    self._reaper = None
+                    kill = stale
+                    break_after = True
+                else:
+                    kill = stale
+                    break_after = False
+            for p in kill:
+                kill_pair(p.decoder, p.encoder)
+            if break_after:
+                return
+
+    def clear(self) -> None:
+        with self._lock:
+            pairs = [p for ps in self._idle.values() for p in ps]
+            self._idle.clear()
+        for p in pairs:
+            kill_pair(p.decoder, p.encoder)
+
+
+IO_POOL = IOPool()

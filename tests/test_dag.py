@@ -1,0 +1,136 @@
+"""The Ray DAG on a real local Ray (2 CPUs, like a laptop): equal to the core, shared fairly, cancellable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors.dag import run_job_ray, submit, warm_up
+from actors.pool import get_pool
+from bgservice.errors import JobCancelled
+from bgservice.media.ffmpeg import ClipSpec, synth_clip
+from bgservice.pipeline import run_job
+from bgservice.spec import JobSpec
+from tests.dagtools import TALKING_HEAD, dag_settings, local_ray, scratch_files, worst_frame_diff
+
+pytestmark = pytest.mark.ray
+
+END = 1.0  # seconds of the talking head: 30 frames, audio re-encoded (a trim)
+
+
+@pytest.fixture(scope="module")
+def ray_2cpu() -> Iterator[None]:
+    with local_ray(num_cpus=2):
+        yield
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dag")
+
+
+@pytest.fixture(scope="module")
+def talking_head(shared_data: Path) -> str:
+    return str(shared_data / "videos" / TALKING_HEAD)
+
+
+@pytest.fixture(scope="module")
+def reference(talking_head: str, work: Path) -> str:
+    """The one-process core's output: what the DAG must equal."""
+    out = work / "reference.mp4"
+    run_job(JobSpec.build(talking_head, str(out), colour="#1E90FF", end=END), dag_settings(work))
+    return str(out)
+
+
+@pytest.mark.parametrize("shard_frames", [1, 3, 64], ids=["1-frame", "under-temporal-window", "over-clip"])
+def test_dag_equals_core(
+    ray_2cpu: None, talking_head: str, reference: str, work: Path, shard_frames: int
+) -> None:
+    settings = dag_settings(work, shard_frames=shard_frames)
+    seen: list[tuple[int, int]] = []
+    out = work / f"dag-{shard_frames}.mp4"
+    handle = submit(
+        JobSpec.build(talking_head, str(out), colour="#1E90FF", end=END),
+        settings,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    result = handle.result(timeout=240)
+
+    worst, n_dag, n_ref = worst_frame_diff(str(out), reference)
+    assert n_dag == n_ref == result.frames == 30
+    assert worst <= 0.5
+    assert result.has_audio and (result.width, result.height) == (480, 360)
+    dones = [d for d, _ in seen]
+    assert dones == sorted(dones) and seen[-1] == (30, 30)
+    if shard_frames < 30:
+        assert len(handle.stats.segmenter_pids) >= 2, "a multi-shard job should use several Segmenters"
+    assert scratch_files(settings) == []
+
+
+def test_two_jobs_at_once_on_two_cpus(ray_2cpu: None, talking_head: str, reference: str, work: Path) -> None:
+    import ray
+
+    settings = dag_settings(work, shard_frames=4)
+    outs = [work / f"pair-{i}.mp4" for i in range(2)]
+    handles = [submit(JobSpec.build(talking_head, str(o), colour="#1E90FF", end=END), settings) for o in outs]
+    lowest_cpu = 2.0
+    while not all(h.wait(0.2) for h in handles):
+        lowest_cpu = min(lowest_cpu, ray.available_resources().get("CPU", 0.0))
+    for h, o in zip(handles, outs, strict=True):
+        assert h.result().frames == 30
+        assert worst_frame_diff(str(o), reference)[0] <= 0.5
+    # pool (2 x 0.5) + two jobs' decoders and encoders leave room for a Serve replica
+    assert lowest_cpu >= 0.35
+
+
+def test_short_job_is_not_starved_by_a_long_one(ray_2cpu: None, work: Path) -> None:
+    from ray._private.test_utils import wait_for_condition
+
+    long_clip = synth_clip(
+        str(work / "long.mp4"), ClipSpec(width=320, height=240, duration=16, audio_codec=None)
+    )
+    short_clip = synth_clip(
+        str(work / "short.mp4"), ClipSpec(width=320, height=240, duration=1, audio_codec=None)
+    )
+    settings = dag_settings(work, shard_frames=4)
+    warm_up(settings, jobs=2)  # what a service does at start: job start-up is not what is measured here
+    long_job = submit(JobSpec.build(long_clip, str(work / "long-out.mp4")), settings)
+    wait_for_condition(lambda: long_job.progress()[0] >= 0.1 * max(long_job.progress()[1], 1), timeout=120)
+    short_job = submit(JobSpec.build(short_clip, str(work / "short-out.mp4")), settings)
+    short_job.result(timeout=120)
+    done, total = long_job.progress()
+    assert done < 0.5 * total, f"long job was at {done}/{total} when the short one finished"
+    assert long_job.result(timeout=240).frames == total
+
+
+def test_cancel_stops_work_and_returns_resources(ray_2cpu: None, work: Path) -> None:
+    import ray
+    from ray._private.test_utils import wait_for_condition
+
+    settings = dag_settings(work, shard_frames=2)
+    pool = get_pool(settings)
+    ray.get(pool.ready.remote())
+    wait_for_condition(lambda: ray.available_resources().get("CPU", 0) >= 0.99, timeout=30)
+    idle_cpu = ray.available_resources()["CPU"]
+    clip = synth_clip(str(work / "cancel.mp4"), ClipSpec(width=320, height=240, duration=8))
+    out = work / "cancelled.mp4"
+    handle = submit(JobSpec.build(clip, str(out)), settings)
+    wait_for_condition(lambda: handle.progress()[0] > 0, timeout=120)
+    handle.cancel()
+    with pytest.raises(JobCancelled):
+        handle.result(timeout=60)
+    assert handle.progress()[0] < handle.progress()[1]
+    assert not out.exists()
+    assert scratch_files(settings) == []
+
+    def returned() -> bool:
+        load = ray.get(pool.load.remote())
+        cpu = ray.available_resources().get("CPU", 0.0)
+        return bool(load["leased"] == 0 and load["waiting"] == 0 and abs(cpu - idle_cpu) < 1e-6)
+
+    wait_for_condition(returned, timeout=30)
+    # and the pool serves the next job
+    assert run_job_ray(JobSpec.build(clip, str(out), end=0.5), settings).frames > 0
+    assert out.exists()
