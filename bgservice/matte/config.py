@@ -13,6 +13,8 @@ class MatteConfig:
     time to show what each buys. With every switch off the matte is the model's mask upsampled bilinearly.
     """
 
+    # the low-resolution grid (long side, pixels) where masks are filtered and smoothed
+    work_long_side: int = 640
     # edge-aware upsampling (fast guided filter guided by the frame)
     guided: bool = True
     guided_radius: float = 4.3  # box radius, in the model's output pixels (scaled to the work grid)
@@ -20,9 +22,8 @@ class MatteConfig:
     sharpen: float = 2.0  # contrast gain around 0.5 applied after the guided filter (1 = none)
     # temporal smoothing of the low-resolution masks over a finite window of neighbour frames
     temporal: bool = True
-    temporal_radius: int = 2  # frames on each side -> Matter.context_before / context_after
-    temporal_sigma_mask: float = 0.25  # neighbour weight falls off with the mask change (motion guard)
-    temporal_sigma_image: float = 0.08  # ... and with the change of the (blurred) frame, 0..1 units
+    temporal_radius: int = 4  # frames on each side -> Matter.context_before / context_after
+    temporal_sigma_mask: float = 0.6  # neighbour weight falls off with the mask change (motion guard)
     # blur-fusion foreground colour estimation (Forte & Pitie 2021), only where 0 < alpha < 1
     fusion: bool = True
     # second model pass on a crop around small subjects

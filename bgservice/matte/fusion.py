@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from bgservice.matte._types import F32, U8, Bool, f32, full_to_work_coords, resize, sample_bilinear
 from bgservice.matte._types import box as _box
@@ -39,14 +40,20 @@ def blur_fusion_fields(image: F32, alpha: F32, r1: int, r2: int) -> tuple[F32, F
 
 
 def estimate_foreground(frame: U8, alpha: F32, out: U8, *, work_scale: float = 1.0,
-                        radii: tuple[int, int] = (90, 6)) -> int:
+                        radii: tuple[int, int] = (90, 6),
+                        band: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None) -> int:
     """Write the blur-fusion foreground of ``frame`` into ``out`` (uint8 [H,W,3]) where 0 < alpha < 1.
 
-    ``out`` must already hold the frame (pixels with alpha 0 or 1 are left as they are). ``work_scale``
-    >= 1 is the reduction of the fields' resolution. Returns the number of uncertain pixels.
+    ``out`` must already hold the frame (pixels outside the band are left as they are: where alpha is 1
+    the estimate is the frame itself). ``work_scale`` >= 1 is the reduction of the fields' resolution.
+    ``band``: (rows, cols) of the pixels to compute, if the caller knows a superset of 0 < alpha < 1
+    (saves a pass over the frame). Returns the number of pixels computed.
     """
-    band: Bool = (alpha > 0.0) & (alpha < 1.0)
-    ys_i, xs_i = np.nonzero(band)
+    if band is None:
+        inside: Bool = (alpha > 0.0) & (alpha < 1.0)
+        ys_i, xs_i = np.nonzero(inside)
+    else:
+        ys_i, xs_i = band
     k = int(ys_i.size)
     if k == 0:
         return 0

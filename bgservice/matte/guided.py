@@ -61,32 +61,44 @@ def apply_coefficients(a: F32, b: F32, guide: F32) -> F32:
     return q
 
 
-def guided_upsample(mask: F32, guide_small: F32, frame: U8, radius: int, eps: float, *,
-                    gain: float = 1.0) -> F32:
-    """Fast colour guided filter of ``mask`` (float32 [h,w]) guided by the frame.
+def upsample(q_small: F32, frame: U8, coeffs: tuple[F32, F32] | None, *, gain: float = 1.0,
+             detail_of: F32 | None = None) -> tuple[F32, tuple[np.ndarray, np.ndarray] | None]:
+    """The full-resolution result of a work-resolution filter output.
 
-    guide_small: float32 [h,w,3] 0..1, the frame at the mask's size; frame: uint8 [H,W,3].
-    ``gain`` is the contrast the caller applies around 0.5 afterwards: it decides which pixels are certain.
-    Returns float32 [H,W] (not clipped).
+    q_small: float32 [h,w], the (possibly temporally smoothed) guided-filter output at the work size.
+    coeffs: the guided filter's (a, b) at the work size, or None for a plain bilinear upsampling.
+    Everywhere the result is ``q_small`` upsampled bilinearly; in the uncertain band (work pixels with
+    |q - 0.5| < 0.5 / gain, dilated by one) the full-resolution detail of this frame is added:
+    ``a(x) . I(x) + b(x) - detail_of(x)`` where ``detail_of`` is the unsmoothed work-size output (so with no
+    temporal smoothing the band is exactly the fast guided filter ``a . I + b``).
+    Returns float32 [H,W] (not clipped) and the band's full-resolution (row, col) indices (None if the
+    work grid is the full size: then there is nothing to upsample).
     """
-    a, b = guided_coefficients(guide_small, mask, radius, eps)
-    q_small = apply_coefficients(a, b, guide_small)
     h, w = frame.shape[:2]
     hs, ws = q_small.shape
     if (hs, ws) == (h, w):
-        return q_small
+        return q_small.copy(), None
     q = resize(q_small, w, h)
-    # uncertain band at the work size, one work pixel of margin, evaluated exactly at full resolution
+    if coeffs is None:
+        return q, None
+    a, b = coeffs
     half = np.float32(0.5 / max(gain, 1e-6))
-    unsure = (np.abs(q_small - np.float32(0.5)) < half).astype(np.uint8)
+    ref = q_small if detail_of is None else detail_of
+    unsure = (np.abs(q_small - np.float32(0.5)) < half) | (np.abs(ref - np.float32(0.5)) < half)
+    unsure = unsure.astype(np.uint8)
     unsure = cv2.dilate(unsure, np.ones((3, 3), np.uint8))
     band = cv2.resize(unsure, (w, h), interpolation=cv2.INTER_NEAREST)
     ys_i, xs_i = np.nonzero(band)
     if ys_i.size == 0:
-        return q
+        return q, (ys_i, xs_i)
     ys = full_to_work_coords(ys_i, h, hs)
     xs = full_to_work_coords(xs_i, w, ws)
-    ab = sample_bilinear(f32(np.concatenate([a, b[:, :, None]], axis=2)), ys, xs)
+    stack = [a, b[:, :, None]] if detail_of is None else [a, b[:, :, None], detail_of[:, :, None]]
+    fields = sample_bilinear(f32(np.concatenate(stack, axis=2)), ys, xs)
     pix = frame[ys_i, xs_i].astype(np.float32) * np.float32(1.0 / 255.0)
-    q[ys_i, xs_i] = np.einsum("kc,kc->k", ab[:, :3], pix) + ab[:, 3]
-    return q
+    detail = np.einsum("kc,kc->k", fields[:, :3], pix) + fields[:, 3]
+    if detail_of is not None:
+        detail -= fields[:, 4]
+        detail += q[ys_i, xs_i]
+    q[ys_i, xs_i] = detail
+    return q, (ys_i, xs_i)

@@ -13,12 +13,11 @@ from bgservice.matte._types import F32, U8, f32, resize
 from bgservice.matte.config import MatteConfig
 from bgservice.matte.crop import paste_crops, subject_boxes
 from bgservice.matte.fusion import estimate_foreground
-from bgservice.matte.guided import guided_upsample
+from bgservice.matte.guided import apply_coefficients, guided_coefficients, upsample
 from bgservice.matte.temporal import temporal_smooth
 from bgservice.models import SegmentationModel, get_model
 
 ENSEMBLE_PARTNER = {"selfie": "selfie_landscape", "selfie_landscape": "selfie"}
-WORK_LONG_SIDE = 640  # the low-resolution grid every mask is brought to (1080p -> 640x360)
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,8 @@ class Geometry:
         return self.width / self.work_w
 
     @classmethod
-    def of(cls, height: int, width: int) -> Geometry:
-        s = max(1.0, max(height, width) / WORK_LONG_SIDE)
+    def of(cls, height: int, width: int, long_side: int) -> Geometry:
+        s = max(1.0, max(height, width) / long_side)
         return cls(height, width, max(1, round(height / s)), max(1, round(width / s)))
 
 
@@ -107,45 +106,41 @@ class Matter:
     def __call__(self, frames: U8, before: U8, after: U8) -> tuple[F32, U8]:
         cfg = self.config
         n, h, w = frames.shape[:3]
-        geo = Geometry.of(h, w)
+        geo = Geometry.of(h, w, cfg.work_long_side)
         kb = min(len(before), self.context_before)
         ka = min(len(after), self.context_after)
         parts = [p for p in (before[len(before) - kb:], frames, after[:ka]) if len(p)]
         masks = np.concatenate([self._work_masks(p, geo) for p in parts])
-        need_guides = cfg.temporal or cfg.guided
-        guides = np.concatenate([self._guides(p, geo) for p in parts]) if need_guides else None
-        motion = motion_cue(guides) if cfg.temporal and guides is not None else None
+        guides = np.concatenate([self._guides(p, geo) for p in parts]) if cfg.guided else None
+
+        # 1. edge-aware filtering of every mask at the work size (context frames too: the window needs them)
+        radius = max(1, round(cfg.guided_radius * geo.work_w / self.model.input_size[1]))
+        coeffs: list[tuple[F32, F32] | None] = [None] * len(masks)
+        filtered = masks
+        if guides is not None:
+            filtered = np.empty_like(masks)
+            for t in range(len(masks)):
+                ab = guided_coefficients(guides[t], masks[t], radius, cfg.guided_eps)
+                coeffs[t] = ab
+                filtered[t] = apply_coefficients(ab[0], ab[1], guides[t])
 
         alpha = np.empty((n, h, w), np.float32)
         fg = frames.copy() if cfg.fusion else frames
-        # the guided filter's radius: a few of the model's pixels, measured on the work grid
-        radius = max(1, round(cfg.guided_radius * geo.work_w / self.model.input_size[1]))
         for i in range(n):
             t = kb + i
-            if motion is not None:
-                m = temporal_smooth(masks, motion, t, cfg.temporal_radius, cfg.temporal_sigma_mask,
-                                    cfg.temporal_sigma_image)
+            # 2. temporal smoothing over the window t-R..t+R (motion-aware weights)
+            if cfg.temporal:
+                q_small = temporal_smooth(filtered, t, cfg.temporal_radius, cfg.temporal_sigma_mask)
+                detail_of: F32 | None = filtered[t]
             else:
-                m = masks[t]
-            if cfg.guided and guides is not None:
-                q = guided_upsample(m, guides[t], frames[i], radius, cfg.guided_eps, gain=cfg.sharpen)
-                if q is m:
-                    q = q.copy()
-            else:
-                q = resize(m, w, h) if m.shape != (h, w) else m.copy()
+                q_small, detail_of = filtered[t], None
+            # 3. full resolution: bilinear + this frame's guided-filter detail in the uncertain band
+            q, band = upsample(q_small, frames[i], coeffs[t], gain=cfg.sharpen, detail_of=detail_of)
             alpha[i] = _finish(q, cfg.sharpen, cfg.snap)
+            # 4. foreground colour where the matte is uncertain
             if cfg.fusion:
-                estimate_foreground(frames[i], alpha[i], fg[i], work_scale=geo.scale)
+                estimate_foreground(frames[i], alpha[i], fg[i], work_scale=geo.scale, band=band)
         return alpha, fg
-
-
-def motion_cue(guides: F32) -> F32:
-    """Grey, 5x5-blurred frames at the work size: what the temporal step compares to detect motion."""
-    out = np.empty(guides.shape[:3], np.float32)
-    for i in range(guides.shape[0]):
-        grey = f32(cv2.cvtColor(guides[i], cv2.COLOR_RGB2GRAY))
-        out[i] = cv2.blur(grey, (5, 5))
-    return out
 
 
 def _finish(q: F32, gain: float, snap: float) -> F32:
