@@ -28,6 +28,8 @@ Clips (all 320x240 unless said, AAC mono 44.1 kHz sine audio unless said):
 ``hevc10()``             HEVC Main 10 (libx265 yuv420p10le), with audio
 ``vp9()``                VP9 in WebM with Opus audio
 ``mpeg4()``              MPEG-4 part 2 in AVI with MP3 audio
+``flash_and_beep(...)``  black + silence, then white + a 1 kHz tone from the same instant (A/V sync)
+``long_clip(s)``         ``s`` seconds of 320x240 video, no audio (memory flatness)
 ``patches(...)``         colour patches (:data:`PATCH_COLOURS`) encoded with a given matrix/range,
                          tagged or untagged, SD or HD, H.264 or 10-bit HEVC; see :func:`patch_means`
 ``truncated()``          a faststart MP4 cut at 60 %
@@ -200,6 +202,24 @@ class MediaFactory:
         )
         name = f"patches_{matrix}_{color_range}_{'tag' if tagged else 'untagged'}_{width}_{vcodec}.mp4"
         return self.clip(name, spec)
+
+    def flash_and_beep(self, *, at: float = 1.0, video_delay: float = 0.0, rate: str = "25") -> Path:
+        """Black frames and silence until ``at`` seconds (container clock), then white frames and a tone:
+        the sync reference. ``video_delay`` starts the video late, as in the CREMA-D FLVs."""
+        spec = ClipSpec(
+            source="color",
+            rate=rate,
+            duration=2.0,
+            video_delay=video_delay,
+            video_filters=(f"drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable=gte(t,{at})",),
+            audio_expr=f"0.5*gte(t\\,{at})*sin(2*PI*1000*t)",
+            audio_duration=2.0 + video_delay,
+        )
+        return self.clip(f"flash_{at}_{video_delay}_{rate.replace('/', '_')}.mp4", spec)
+
+    def long_clip(self, seconds: float = 30.0) -> Path:
+        """A longer small clip (for memory measurements)."""
+        return self.clip(f"long_{seconds}.mp4", ClipSpec(duration=seconds, audio_codec=None))
 
     # --- bad inputs ----------------------------------------------------------------------------------------
     def truncated(self) -> Path:

@@ -7,6 +7,7 @@ timestamps, duration, audio, orientation and colours measured in pixels.
 from __future__ import annotations
 
 import itertools
+import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
@@ -470,3 +471,74 @@ def test_real_footage_colours_survive(videos: Path, tmp_path: Path, name: str) -
     print(f"{name}: MAE per channel {mae.round(2)}, bias {bias.round(2)}")
     assert mae.max() < 3.0, mae
     assert np.abs(bias).max() < 0.75, bias
+
+
+def flash_and_onset(path: Path) -> tuple[float, float]:
+    """(time of the first white frame, time of the first loud audio sample), seconds on the output clock."""
+    times = frame_times(path)
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    flash = next(float(t) for t, f in zip(times, frames, strict=True) if f.mean() > 128)
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        for frame in c.decode(stream):
+            samples = np.abs(frame.to_ndarray()).max(axis=0)
+            loud = np.flatnonzero(samples > 0.1)
+            if loud.size:
+                assert frame.pts is not None and frame.time_base is not None
+                return flash, float(frame.pts * frame.time_base) + int(loud[0]) / frame.sample_rate
+    raise AssertionError("no tone in the output")
+
+
+@pytest.mark.parametrize(
+    ("delay", "start", "end", "rate"),
+    [(0.0, None, None, "25"), (0.0, 0.3, 1.7, "25"), (0.1, 0.3, None, "25"), (0.027, 0.5, 1.6, "24000/1001")],
+)
+def test_audio_stays_in_sync(
+    media_factory: MediaFactory,
+    tmp_path: Path,
+    delay: float,
+    start: float | None,
+    end: float | None,
+    rate: str,
+) -> None:
+    """The tone starts with the first white frame in the output, trimmed or not, video late or not."""
+    src = media_factory.flash_and_beep(at=1.0, video_delay=delay, rate=rate)
+    out = tmp_path / "out.mp4"
+    info = passthrough(src, out, start, end)
+    flash, onset = flash_and_onset(out)
+    assert flash > 0
+    print(f"sync: flash {flash:.4f} s, tone {onset:.4f} s")
+    assert onset == pytest.approx(flash, abs=0.005)
+    window = resolve_trim(info, start, end, S)
+    facts = stream_facts(out)
+    audio = facts["audio"]
+    assert isinstance(audio, tuple)
+    first = frame_times(src)[0] if start is None else min(t for t in frame_times(src) if t >= start)
+    assert audio[1] == pytest.approx(window.end - float(first), abs=0.025)
+
+
+def peak_shard_memory(path: Path) -> tuple[int, int]:
+    """(frames read, peak bytes traced while reading all shards)."""
+    info = probe(str(path), S)
+    window = resolve_trim(info, None, None, S)
+    tracemalloc.start()
+    try:
+        count = 0
+        with FrameReader(str(path), info, window, chunk_frames=16) as reader:
+            for shard in reader.shards(32, 4, 4):
+                count += len(shard)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return count, peak
+
+
+def test_memory_is_flat_in_video_length(media_factory: MediaFactory) -> None:
+    """Reading 30 s holds no more than reading 8 s: a few shards and chunks, never the whole video."""
+    frame_bytes = 320 * 240 * 3
+    short_count, short_peak = peak_shard_memory(media_factory.long_clip(8.0))
+    long_count, long_peak = peak_shard_memory(media_factory.long_clip(30.0))
+    assert (short_count, long_count) == (200, 750)
+    assert long_peak < 1.15 * short_peak, (short_peak / frame_bytes, long_peak / frame_bytes)
+    assert long_peak < 250 * frame_bytes  # a third of the video at most, in practice ~145 frames

@@ -108,7 +108,10 @@ class ClipSpec:
             (setpts), written with ``-fps_mode passthrough``: a genuinely variable-frame-rate file.
     display_rotation: written as a display matrix (counter-clockwise degrees, ffmpeg ``-display_rotation``),
             by remuxing the encoded clip (as a phone does: pixels unrotated + metadata).
-    video_filters: extra filters appended to the chain (e.g. ``format=yuv444p``, ``crop=321:241:0:0``).
+    video_filters: extra filters appended to the chain (e.g. ``format=yuv444p``, ``crop=321:241:0:0``);
+            ``audio_filters`` the same for the sine.
+    video_delay: the video starts this many seconds after the audio on the container clock (like the
+            CREMA-D FLVs, whose video starts 27 ms late).
     video_opts: extra output options (``{"colorspace": "bt709", "x265-params": "log-level=error"}``).
     audio_codec: ``None`` -> no audio track.
     """
@@ -130,6 +133,9 @@ class ClipSpec:
     audio_frequency: int = 440
     audio_rate: int = 44100
     audio_duration: float | None = None  # default: same as the video
+    audio_filters: Sequence[str] = ()
+    audio_expr: str | None = None  # aevalsrc expression of t instead of the sine (sample-exact events)
+    video_delay: float = 0.0  # seconds the video starts after the audio (container clock)
     fmt: str | None = None  # container format; default from the file extension
 
 
@@ -158,6 +164,8 @@ def synth_clip(out_path: str, spec: ClipSpec, *, video: bool = True) -> str:
             lavfi = f"{spec.source}=size={spec.width}x{spec.height}:rate={spec.rate}:duration={spec.duration}"
             vin = ffmpeg.input(lavfi, format="lavfi")
         vstream = vin["v"]
+        if spec.video_delay:
+            vstream = vstream.filter("setpts", f"PTS+{spec.video_delay}/TB")
         for flt in spec.video_filters:
             vstream = _apply_filter(vstream, flt)
         out_opts.update(vcodec=spec.vcodec, pix_fmt=spec.pix_fmt, **spec.video_opts)
@@ -168,8 +176,14 @@ def synth_clip(out_path: str, spec: ClipSpec, *, video: bool = True) -> str:
         streams.append(vstream)
     if spec.audio_codec is not None:
         a_dur = spec.duration if spec.audio_duration is None else spec.audio_duration
-        sine = f"sine=frequency={spec.audio_frequency}:sample_rate={spec.audio_rate}:duration={a_dur}"
-        streams.append(ffmpeg.input(sine, format="lavfi")["a"])
+        if spec.audio_expr:
+            src = f"aevalsrc=exprs={spec.audio_expr}:sample_rate={spec.audio_rate}:duration={a_dur}"
+        else:
+            src = f"sine=frequency={spec.audio_frequency}:sample_rate={spec.audio_rate}:duration={a_dur}"
+        astream = ffmpeg.input(src, format="lavfi")["a"]
+        for flt in spec.audio_filters:
+            astream = _apply_filter(astream, flt)
+        streams.append(astream)
         out_opts["acodec"] = spec.audio_codec
     if spec.fmt:
         out_opts["format"] = spec.fmt
