@@ -36,6 +36,8 @@ Clips (all 320x240 unless said, AAC mono 44.1 kHz sine audio unless said):
 ``empty()``              0 bytes
 ``text()``               a text file named ``.mp4``
 ``audio_only()``         AAC in an M4A (no video stream)
+``unknown_codec()``      an AVI whose FourCC no decoder knows
+``anamorphic()``         352x288 with 12:11 pixels
 =======================  =======================================================================
 """
 
@@ -221,6 +223,13 @@ class MediaFactory:
         """A longer small clip (for memory measurements)."""
         return self.clip(f"long_{seconds}.mp4", ClipSpec(duration=seconds, audio_codec=None))
 
+    def anamorphic(self) -> Path:
+        """352x288 with 12:11 pixels (PAL CIF, displayed 4:3)."""
+        spec = ClipSpec(
+            width=352, height=288, duration=1.0, video_filters=("setsar=12/11",), audio_codec=None
+        )
+        return self.clip("anamorphic.mp4", spec)
+
     # --- bad inputs ----------------------------------------------------------------------------------------
     def truncated(self) -> Path:
         source = self.clip("faststart.mp4", ClipSpec(video_opts={"movflags": "+faststart"}))
@@ -236,6 +245,16 @@ class MediaFactory:
 
     def text(self) -> Path:
         return self._make("text.mp4", lambda p: p.write_text("this is not a video\n" * 50))
+
+    def unknown_codec(self) -> Path:
+        """The MPEG-4 AVI with its FourCC changed to one no decoder knows."""
+        source = self.mpeg4()
+
+        def patch(p: Path) -> None:
+            data = source.read_bytes()
+            p.write_bytes(data[:4096].replace(b"FMP4", b"ZZZZ") + data[4096:])
+
+        return self._make("unknown_codec.avi", patch)
 
     def audio_only(self) -> Path:
         spec = ClipSpec(audio_codec="aac", fmt="ipod", duration=1.0)

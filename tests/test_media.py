@@ -117,7 +117,7 @@ def test_probe_odd_size_crops_last_row_and_column(media_factory: MediaFactory) -
     assert (info.width, info.height, info.out_width, info.out_height) == (321, 241, 320, 240)
 
 
-@pytest.mark.parametrize("kind", ["empty", "text", "audio_only", "truncated"])
+@pytest.mark.parametrize("kind", ["empty", "text", "audio_only", "truncated", "unknown_codec"])
 def test_bad_inputs_are_invalid_input(media_factory: MediaFactory, kind: str) -> None:
     path = getattr(media_factory, kind)()
     with pytest.raises(InvalidInput) as err:
@@ -347,6 +347,15 @@ def test_passthrough_odd_no_audio_and_other_codecs(media_factory: MediaFactory, 
         out = tmp_path / f"{kind}.mp4"
         passthrough(getattr(media_factory, kind)(), out)
         check_output(out, size=(320, 240), frames=25, duration=1.0, audio=True)
+
+
+def test_anamorphic_keeps_its_display_shape(media_factory: MediaFactory, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    passthrough(media_factory.anamorphic(), out)
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.width, v.codec_context.height) == (352, 288)
+        assert v.display_aspect_ratio == Fraction(4, 3)
 
 
 def test_trimmed_audio_is_cut_in_sync(media_factory: MediaFactory, tmp_path: Path) -> None:

@@ -65,6 +65,8 @@ class VideoWriter:
             ctx.color_primaries = _BT709
             ctx.color_trc = _BT709
             ctx.color_range = _RANGE_TV
+            if info.sample_aspect_ratio != 1:  # anamorphic input: displayed with the same shape
+                ctx.sample_aspect_ratio = info.sample_aspect_ratio
             self._stream: av.video.stream.VideoStream = stream
         except BaseException:
             self._container.close()

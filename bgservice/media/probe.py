@@ -174,6 +174,11 @@ def _probe_container(
     signs = display_matrix_signs(first)
     width, height = (coded_h, coded_w) if signs[0] == 0 else (coded_w, coded_h)
     colorspace, color_range = _colour_tags(first, pix_fmt)
+    sar = Fraction(stream.sample_aspect_ratio or ctx.sample_aspect_ratio or 1)
+    if sar <= 0:
+        sar = Fraction(1)
+    if signs[0] == 0:  # rotated a quarter turn: the pixel aspect turns with it
+        sar = 1 / sar
 
     times = read_frame_times(path)
     _check_complete(times)
@@ -220,6 +225,7 @@ def _probe_container(
         color_range=color_range,
         video_start=video_start,
         orientation=signs,
+        sample_aspect_ratio=sar,
     )
 
 

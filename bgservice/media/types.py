@@ -41,6 +41,8 @@ class VideoInfo:
     # display matrix signs (a, b, c, d): coded pixel (p, q) is shown at x = a*p + c*q, y = b*p + d*q;
     # ``rotation`` is its rotation part, this also carries mirroring
     orientation: tuple[int, int, int, int] = (1, 0, 0, 1)
+    # pixel aspect ratio of the displayed frame (anamorphic video); carried to the output, not resampled
+    sample_aspect_ratio: Fraction = Fraction(1)
 
 
 @dataclass(frozen=True)
