@@ -501,7 +501,13 @@ def flash_and_onset(path: Path) -> tuple[float, float]:
 
 @pytest.mark.parametrize(
     ("delay", "start", "end", "rate"),
-    [(0.0, None, None, "25"), (0.0, 0.3, 1.7, "25"), (0.1, 0.3, None, "25"), (0.027, 0.5, 1.6, "24000/1001")],
+    [
+        (0.0, None, None, "25"),
+        (0.0, 0.3, 1.7, "25"),
+        (0.1, None, None, "25"),
+        (0.1, 0.3, None, "25"),
+        (0.027, 0.5, 1.6, "24000/1001"),
+    ],
 )
 def test_audio_stays_in_sync(
     media_factory: MediaFactory,

@@ -11,6 +11,7 @@ Colour: RGB -> YUV with the BT.709 matrix, limited range (swscale), and the stre
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from types import TracebackType
 
@@ -78,7 +79,19 @@ class VideoWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()  # the file is discarded anyway; do not mask the error with a flush failure
+
+    def abort(self) -> None:
+        """Close the container without flushing the encoder (after an error). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pending = self._held = None
+        with contextlib.suppress(av.FFmpegError, OSError):
+            self._container.close()
 
     def write(self, frames: np.ndarray, pts: np.ndarray) -> None:
         """Append frames (uint8 [N,H,W,3] RGB, out size) with their pts (int64 [N], increasing)."""

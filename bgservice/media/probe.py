@@ -151,7 +151,7 @@ def _probe_container(
     if stream is None:
         raise InvalidInput("no video stream in the input")
     ctx = stream.codec_context
-    codec = ctx.name if ctx is not None else ""
+    codec = ctx.codec.canonical_name if ctx is not None else ""  # "h264", "msmpeg4v3" (not the decoder)
     if ctx is None or not codec or codec == "none":
         raise InvalidInput("the video codec is not supported (no decoder)")
     coded_w, coded_h = int(ctx.width), int(ctx.height)
@@ -199,7 +199,7 @@ def _probe_container(
         if actx is None or not actx.name or not actx.sample_rate:
             continue
         audio = AudioInfo(
-            codec=actx.name,
+            codec=actx.codec.canonical_name,  # "aac", "mp3" (decoder names like "mp3float" differ)
             sample_rate=int(actx.sample_rate),
             channels=int(actx.channels),
             index=int(a.index),
