@@ -27,7 +27,7 @@ import decord
 import numpy as np
 
 from bgservice.errors import DecodeFailed, InvalidTrim
-from bgservice.media.timing import read_frame_times
+from bgservice.media.timing import describe, read_frame_times
 from bgservice.media.types import Shard, TrimWindow, VideoInfo
 
 Orientation = tuple[int, int, int, int]
@@ -109,11 +109,12 @@ class FrameReader:
     def __init__(self, path: str, info: VideoInfo, window: TrimWindow, *, chunk_frames: int) -> None:
         self.info = info
         self.window = window
+        self._path = path
         self.chunk_frames = max(1, int(chunk_frames))
         try:
             self._vr: decord.VideoReader | None = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=0)
         except Exception as exc:
-            raise DecodeFailed(f"decord cannot open the video: {str(exc).splitlines()[0]}") from exc
+            raise DecodeFailed(f"decord cannot open the video: {describe(exc, path)}") from exc
         try:
             times = read_frame_times(path)
             n_decord = len(self._vr)
@@ -186,7 +187,7 @@ class FrameReader:
                 batch = self._vr.get_batch(indices).asnumpy()
             except Exception as exc:
                 raise DecodeFailed(
-                    f"decoding frames {lo}..{hi - 1} of the window failed: {str(exc).splitlines()[0][:300]}"
+                    f"decoding frames {lo}..{hi - 1} of the window failed: {describe(exc, self._path)}"
                 ) from exc
             yield self._convert(batch)
 

@@ -30,7 +30,7 @@ import numpy as np
 from av.sidedata.sidedata import SideDataContainer
 
 from bgservice.errors import InputTooLarge, InvalidInput, InvalidTrim
-from bgservice.media.timing import FrameTimes, pick_video_stream, read_frame_times
+from bgservice.media.timing import FrameTimes, describe, pick_video_stream, read_frame_times
 from bgservice.media.types import AudioInfo, TrimWindow, VideoInfo
 from bgservice.settings import Settings
 
@@ -111,7 +111,7 @@ def _decord_check(path: str, frame_count: int) -> None:
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as exc:  # decord raises RuntimeError / DECORDError with ffmpeg's log
-        raise InvalidInput(f"the video cannot be decoded: {str(exc).splitlines()[0]}") from exc
+        raise InvalidInput(f"the video cannot be decoded: {describe(exc, path)}") from exc
     try:
         n = len(reader)
         if n <= 0:
@@ -121,7 +121,7 @@ def _decord_check(path: str, frame_count: int) -> None:
     except InvalidInput:
         raise
     except Exception as exc:
-        raise InvalidInput(f"corrupt or truncated video: {str(exc).splitlines()[0][:300]}") from exc
+        raise InvalidInput(f"corrupt or truncated video: {describe(exc, path)}") from exc
     finally:
         del reader
 
@@ -137,7 +137,7 @@ def probe(path: str, settings: Settings) -> VideoInfo:
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"not a video file ({type(exc).__name__}: {exc})") from exc
+        raise InvalidInput(f"not a video file ({describe(exc, path)})") from exc
     try:
         return _probe_container(path, size, container, settings)
     finally:
@@ -165,7 +165,7 @@ def _probe_container(
     except StopIteration as exc:
         raise InvalidInput("the video stream has no decodable frame") from exc
     except (av.FFmpegError, ValueError) as exc:
-        raise InvalidInput(f"the video cannot be decoded ({codec}): {exc}") from exc
+        raise InvalidInput(f"the {codec} video cannot be decoded ({describe(exc, path)})") from exc
     if coded_w <= 0 or coded_h <= 0:
         coded_w, coded_h = first.width, first.height
     if coded_w < 2 or coded_h < 2:

@@ -26,6 +26,19 @@ from bgservice.errors import InvalidInput
 _EPS_UNITS = 1e-6
 
 
+def describe(exc: BaseException, path: str | None = None) -> str:
+    """A one-line reason for a user-facing message: ffmpeg's error text, without file paths."""
+    if isinstance(exc, av.FFmpegError) and exc.strerror:
+        text = str(exc.strerror)
+    else:
+        lines = str(exc).strip().splitlines()
+        text = lines[0] if lines else type(exc).__name__
+    if path:
+        for p in {path, os.path.abspath(path)}:
+            text = text.replace(p, "<input>")
+    return text[:300]
+
+
 def pick_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
     """The first video stream that is real video (not an attached cover picture)."""
     for stream in container.streams.video:
@@ -83,7 +96,7 @@ def read_frame_times(path: str) -> FrameTimes:
     try:
         container = av.open(os.path.abspath(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"not a readable media file ({exc})") from exc
+        raise InvalidInput(f"not a readable media file ({describe(exc, path)})") from exc
     try:
         stream = pick_video_stream(container)
         if stream is None:
@@ -106,7 +119,7 @@ def read_frame_times(path: str) -> FrameTimes:
                     max_pts = packet.pts
                     last_duration = packet.duration or 0
         except av.FFmpegError as exc:
-            raise InvalidInput(f"corrupt or truncated video ({exc})") from exc
+            raise InvalidInput(f"corrupt or truncated video ({describe(exc, path)})") from exc
         if not pts:
             raise InvalidInput("the video stream has no frames")
         arr = np.unique(np.asarray(pts, dtype=np.int64))  # sorted; duplicates (broken muxers) dropped
