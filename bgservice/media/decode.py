@@ -15,6 +15,10 @@ when it is untagged. Browsers and ffmpeg assume BT.709 for untagged HD; for thos
 coded width > 1024 or height > 576) a 3x3 transform (cv2.transform, float32) turns decord's BT.601 RGB
 into BT.709 RGB. decord's conversion also truncates (RGB ~1 level low); :data:`TRUNCATION_LUT` adds
 the level back. Numbers are in tests/test_media.py (colour-patch clips and real footage).
+Not handled: HDR (BT.2020 + PQ/HLG) is converted with the BT.2020 matrix but not tone-mapped.
+
+Context frames (``before`` / ``after``) come from inside the window only: the trimmed video is the
+whole world for the stages downstream.
 """
 
 from __future__ import annotations
