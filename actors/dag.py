@@ -379,7 +379,7 @@ class _JobRun:
                 return
             except BaseException as exc:
                 raise stage_error(exc, "segment") from exc
-            self.pool.release.remote(self.leases.pop(index, key))
+            self.pool.release.remote(self.leases.pop(index, key), h.job_id)
             h.stats.segmenter_pids.add(done.pid)
             if not h.stats.shards:
                 h.stats.mark("first_shard", self.t0)
@@ -399,9 +399,9 @@ class _JobRun:
         h = self.h
         try:
             if self.pool is not None:
-                self.pool.forget_job.remote(h.job_id)
                 for key in self.leases.values():
-                    self.pool.release.remote(key)
+                    self.pool.release.remote(key, h.job_id)
+                self.pool.forget_job.remote(h.job_id)
             self.leases.clear()
             if not ok:
                 for ref, what in list(self.pending.items()):

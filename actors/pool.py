@@ -6,9 +6,10 @@ sends a shard there and ``release(key)`` when the shard is done. Pixels never pa
 
 - Slots: a Segmenter holds at most ``pool_shards_per_actor`` leases (one running, the rest queued in its
   mailbox, so it never idles between shards).
-- Fairness: lease requests wait in one queue per job and free slots are granted round-robin over the jobs
-  that are waiting. With the per-job bound on shards in flight (``max_shards_in_flight``) a short job
-  gets its share of the pool at once instead of queueing behind a long one.
+- Fairness: lease requests wait in one queue per job and a free slot goes to the waiting job that holds
+  the fewest leases (ties round-robin). With the per-job bound on shards in flight
+  (``max_shards_in_flight``) a short job gets its share of the pool at once instead of queueing behind
+  a long one.
 - Growth: while the shards wanting a Segmenter (held + waiting leases) exceed ``pool_shards_per_actor``
   per actor, one more Segmenter is started, up to ``pool_max``, and only when it fits beside the next job
   (see :mod:`actors.resources`) or the autoscaler can add a GPU node for it. Segmenters idle for
@@ -72,6 +73,7 @@ class SegmenterPool:
         self._keys = itertools.count()
         self._waiting: dict[str, deque[asyncio.Future[Lease | None]]] = {}
         self._order: deque[str] = deque()
+        self._held: dict[str, int] = {}  # leases each job holds now
         self._started = False
         self._starting = 0
         self._ready_event: asyncio.Event | None = None
@@ -109,7 +111,9 @@ class SegmenterPool:
         self._maybe_grow()
         return await fut
 
-    def release(self, key: int) -> None:
+    def release(self, key: int, job_id: str = "") -> None:
+        if self._held.get(job_id, 0) > 0:
+            self._held[job_id] -= 1
         member = self._members.get(key)
         if member is not None and member.outstanding > 0:
             member.outstanding -= 1
@@ -127,6 +131,7 @@ class SegmenterPool:
 
     def forget_job(self, job_id: str) -> None:
         """The job is over (done, failed, cancelled): its waiting lease requests get ``None``."""
+        self._held.pop(job_id, None)
         for fut in self._waiting.pop(job_id, deque()):
             if not fut.done():
                 fut.set_result(None)
@@ -219,17 +224,22 @@ class SegmenterPool:
         return min(free, key=lambda m: (m.outstanding, m.last_used)) if free else None
 
     def _next_job(self) -> str | None:
-        """Round-robin over the jobs with a waiting request."""
-        for _ in range(len(self._order)):
-            job_id = self._order.popleft()
+        """The waiting job holding the fewest leases; ties go round-robin (the longest-waiting first)."""
+        best: str | None = None
+        for job_id in list(self._order):
             queue = self._waiting.get(job_id)
             while queue and queue[0].done():
                 queue.popleft()
-            if queue:
-                self._order.append(job_id)
-                return job_id
-            self._waiting.pop(job_id, None)
-        return None
+            if not queue:
+                self._order.remove(job_id)
+                self._waiting.pop(job_id, None)
+                continue
+            if best is None or self._held.get(job_id, 0) < self._held.get(best, 0):
+                best = job_id
+        if best is not None:
+            self._order.remove(best)
+            self._order.append(best)
+        return best
 
     def _dispatch(self) -> None:
         while True:
@@ -240,6 +250,7 @@ class SegmenterPool:
             if job_id is None:
                 return
             fut = self._waiting[job_id].popleft()
+            self._held[job_id] = self._held.get(job_id, 0) + 1
             member.outstanding += 1
             member.last_used = time.monotonic()
             fut.set_result((member.key, member.handle))
