@@ -11,6 +11,9 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
+Idx = npt.NDArray[np.intp]
+
+_REMAP_COLS = 4096  # cv2.remap wants both map dimensions under SHRT_MAX
 
 
 def f32(x: Any) -> F32:
@@ -28,28 +31,52 @@ def resize(x: F32, w: int, h: int, interpolation: int = cv2.INTER_LINEAR) -> F32
     return f32(cv2.resize(x, (w, h), interpolation=interpolation))
 
 
-def sample_bilinear(field: F32, ys: F32, xs: F32) -> F32:
-    """Bilinear samples of ``field`` [h,w] or [h,w,C] at float pixel coordinates (clamped to the edge).
+class Band:
+    """Full-resolution pixels covered by a set of work-grid pixels, and where they sit on the work grid.
 
-    Returns [K] or [K,C]. ``ys``/``xs`` are modified (clamped) in place.
+    A full-resolution row Y belongs to work row ``floor(Y * hs / h)`` (same for columns), so every work
+    pixel owns a block of about s x s full-resolution pixels. ``rows``/``cols`` index the full frame;
+    ``map_x``/``map_y`` are their pixel-centre-aligned work-grid coordinates, laid out for cv2.remap.
     """
-    h, w = field.shape[:2]
-    np.clip(ys, 0.0, h - 1.0, out=ys)
-    np.clip(xs, 0.0, w - 1.0, out=xs)
-    y0 = ys.astype(np.intp)
-    x0 = xs.astype(np.intp)
-    y1 = np.minimum(y0 + 1, h - 1)
-    x1 = np.minimum(x0 + 1, w - 1)
-    fy = ys - y0
-    fx = xs - x0
-    if field.ndim == 3:
-        fy = fy[:, None]
-        fx = fx[:, None]
-    top = field[y0, x0] * (1.0 - fx) + field[y0, x1] * fx
-    bot = field[y1, x0] * (1.0 - fx) + field[y1, x1] * fx
-    return f32(top * (1.0 - fy) + bot * fy)
 
+    def __init__(self, work_mask: npt.NDArray[np.uint8] | Bool, full_hw: tuple[int, int]) -> None:
+        h, w = full_hw
+        hs, ws = work_mask.shape
+        wy, wx = np.nonzero(work_mask)
+        # first full-resolution row/column of each work row/column: ceil(y * h / hs)
+        y_start = (np.arange(hs + 1, dtype=np.intp) * h + hs - 1) // hs
+        x_start = (np.arange(ws + 1, dtype=np.intp) * w + ws - 1) // ws
+        ny = np.diff(y_start)[wy]
+        nx = np.diff(x_start)[wx]
+        rows: list[Idx] = []
+        cols: list[Idx] = []
+        for dy in range(int(ny.max(initial=0))):
+            for dx in range(int(nx.max(initial=0))):
+                keep = (dy < ny) & (dx < nx)
+                rows.append(y_start[wy[keep]] + dy)
+                cols.append(x_start[wx[keep]] + dx)
+        self.rows: Idx = np.concatenate(rows) if rows else np.empty(0, np.intp)
+        self.cols: Idx = np.concatenate(cols) if cols else np.empty(0, np.intp)
+        k = self.rows.size
+        self.size = k
+        padded = -(-max(k, 1) // _REMAP_COLS) * _REMAP_COLS
+        my = np.zeros(padded, np.float32)
+        mx = np.zeros(padded, np.float32)
+        my[:k] = (self.rows.astype(np.float32) + np.float32(0.5)) * np.float32(hs / h) - np.float32(0.5)
+        mx[:k] = (self.cols.astype(np.float32) + np.float32(0.5)) * np.float32(ws / w) - np.float32(0.5)
+        self.map_y = my.reshape(-1, _REMAP_COLS)
+        self.map_x = mx.reshape(-1, _REMAP_COLS)
 
-def full_to_work_coords(idx: npt.NDArray[np.intp], full: int, work: int) -> F32:
-    """Pixel-centre-aligned coordinate of full-resolution pixel indices on a ``work``-sized axis."""
-    return f32((idx.astype(np.float32) + np.float32(0.5)) * np.float32(work / full) - np.float32(0.5))
+    @classmethod
+    def from_full(cls, full_mask: Bool) -> Band:
+        """Band of a full-resolution mask (work grid = full grid)."""
+        h, w = full_mask.shape
+        return cls(full_mask, (h, w))
+
+    def sample(self, field: F32) -> F32:
+        """Bilinear samples of a work-grid ``field`` [hs,ws] or [hs,ws,C] (C <= 4) at the band pixels."""
+        out = f32(cv2.remap(field, self.map_x, self.map_y, cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE))
+        if field.ndim == 3:
+            return out.reshape(-1, field.shape[2])[: self.size]
+        return out.reshape(-1)[: self.size]

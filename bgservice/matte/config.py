@@ -14,7 +14,7 @@ class MatteConfig:
     """
 
     # the low-resolution grid (long side, pixels) where masks are filtered and smoothed
-    work_long_side: int = 640
+    work_long_side: int = 320
     # edge-aware upsampling (fast guided filter guided by the frame)
     guided: bool = True
     guided_radius: float = 4.3  # box radius, in the model's output pixels (scaled to the work grid)
@@ -29,6 +29,12 @@ class MatteConfig:
     # second model pass on a crop around small subjects
     crop_pass: bool = True
     crop_max_fraction: float = 0.5  # crop pass when a subject's box is under this share of the frame
+    crop_margin: float = 0.15  # box enlarged by this share of its size on each side
+    crop_threshold: float = 0.2  # mask level that defines a subject's component (low: keep faint limbs)
+    crop_aspect: float = 0.75  # each side at least this share of the other (the model squeezes to square)
+    crop_iterations: int = 1  # >1: re-box on the refined mask and run again (measured: no gain)
+    # on crops: the main model averaged with its mirrored run (the landscape partner distorts portrait crops)
+    crop_flip: bool = True
     # ensemble: geometric mean with the other Selfie Segmentation variant (general <-> landscape): a pixel
     # is a person only where both models agree, which removes most false positives on busy backgrounds
     ensemble: bool = True

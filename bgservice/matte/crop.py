@@ -28,16 +28,18 @@ class Box:
 
 
 def subject_boxes(mask: F32, frame_hw: tuple[int, int], *, max_fraction: float, margin: float = 0.3,
-                  max_crops: int = 3, min_fraction: float = 0.0005) -> list[Box]:
+                  max_crops: int = 3, min_fraction: float = 0.0005, threshold: float = 0.5,
+                  aspect: float = 0.75) -> list[Box]:
     """Boxes (in frame pixels) around the people in a low-resolution ``mask`` worth a second pass.
 
-    Components with mask > 0.5 smaller than ``min_fraction`` of the frame are noise and ignored; a box is
-    returned only when, enlarged by ``margin`` on each side, it covers less than ``max_fraction`` of the
-    frame (otherwise the first pass already saw the subject at the model's full resolution).
+    Components with mask > ``threshold`` smaller than ``min_fraction`` of the frame are noise and ignored;
+    a box is returned only when, enlarged by ``margin`` on each side, it covers less than
+    ``max_fraction`` of the frame (otherwise the first pass already saw the subject at the model's full
+    resolution).
     """
     fh, fw = frame_hw
     mh, mw = mask.shape
-    n, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0.5).astype(np.uint8), connectivity=8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats((mask > threshold).astype(np.uint8), connectivity=8)
     if n <= 1:
         return []
     order = 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA])
@@ -50,8 +52,8 @@ def subject_boxes(mask: F32, frame_hw: tuple[int, int], *, max_fraction: float, 
         # square-ish crops: the model squeezes its input to 256x256
         cy, cx = (y + h / 2) * sy, (x + w / 2) * sx
         bh, bw = h * sy * (1 + 2 * margin), w * sx * (1 + 2 * margin)
-        side_h = max(bh, 0.75 * bw)
-        side_w = max(bw, 0.75 * bh)
+        side_h = max(bh, aspect * bw)
+        side_w = max(bw, aspect * bh)
         y0, y1 = max(0, round(cy - side_h / 2)), min(fh, round(cy + side_h / 2))
         x0, x1 = max(0, round(cx - side_w / 2)), min(fw, round(cx + side_w / 2))
         box = Box(y0, x0, y1, x1)

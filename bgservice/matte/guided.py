@@ -1,13 +1,12 @@
 """Edge-aware upsampling of a low-resolution mask: the fast guided filter (He & Sun 2015) with a colour
 guide (He, Sun & Tang 2013, the 3x3 covariance form).
 
-The filter's linear coefficients (a, b) are computed at a reduced "work" resolution, where the mask and a
-downscaled copy of the frame live; ``q = a . I + b`` is then evaluated with the full-resolution pixel I.
-The coefficients are smooth, so the full-resolution result keeps the frame's edges (hair, fingers).
-Where the work-resolution result is certain (saturates to 0 or 1 after the caller's contrast curve,
-with a one-pixel margin) the full-resolution value is its bilinear upsampling; only the uncertain band is
-evaluated per pixel at full resolution. cv2.ximgproc is not in opencv-python-headless: written with
-cv2.boxFilter.
+The filter's linear coefficients (a, b) are computed on the small work grid, where the mask and a
+downscaled copy of the frame live. At full resolution the matte is the work-grid result upsampled
+bilinearly, except in the uncertain band (work pixels whose value is not saturated by the contrast curve,
+plus one pixel) where ``q = a . I + b`` is evaluated with the full-resolution pixel ``I``: the
+coefficients are smooth, so that keeps the frame's own edges (hair, fingers) at the cost of the band
+only. cv2.ximgproc is not in opencv-python-headless: written with cv2.boxFilter.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bgservice.matte._types import F32, U8, box, f32, full_to_work_coords, resize, sample_bilinear
+from bgservice.matte._types import F32, U8, Band, box, f32
 
 
 def guided_coefficients(guide: F32, mask: F32, radius: int, eps: float) -> tuple[F32, F32]:
@@ -25,19 +24,21 @@ def guided_coefficients(guide: F32, mask: F32, radius: int, eps: float) -> tuple
     pixel in closed form (adjugate), all float32.
     """
     r = max(1, int(radius))
+    mean_i = box(guide, r)  # [h,w,3]
+    mean_p = box(mask, r)
+    cov_ip = box(guide * mask[:, :, None], r)
+    cov_ip -= mean_i * mean_p[:, :, None]
     ir, ig, ib = guide[:, :, 0], guide[:, :, 1], guide[:, :, 2]
-    m_r, m_g, m_b = box(ir, r), box(ig, r), box(ib, r)
-    m_p = box(mask, r)
-    c_r = box(ir * mask, r) - m_r * m_p
-    c_g = box(ig * mask, r) - m_g * m_p
-    c_b = box(ib * mask, r) - m_b * m_p
+    prods = cv2.merge([ir * ir, ir * ig, ir * ib, ig * ig, ig * ib, ib * ib])
+    var = box(f32(prods), r)
+    m_r, m_g, m_b = mean_i[:, :, 0], mean_i[:, :, 1], mean_i[:, :, 2]
     e = np.float32(eps)
-    v_rr = box(ir * ir, r) - m_r * m_r + e
-    v_rg = box(ir * ig, r) - m_r * m_g
-    v_rb = box(ir * ib, r) - m_r * m_b
-    v_gg = box(ig * ig, r) - m_g * m_g + e
-    v_gb = box(ig * ib, r) - m_g * m_b
-    v_bb = box(ib * ib, r) - m_b * m_b + e
+    v_rr = var[:, :, 0] - m_r * m_r + e
+    v_rg = var[:, :, 1] - m_r * m_g
+    v_rb = var[:, :, 2] - m_r * m_b
+    v_gg = var[:, :, 3] - m_g * m_g + e
+    v_gb = var[:, :, 4] - m_g * m_b
+    v_bb = var[:, :, 5] - m_b * m_b + e
     # inverse of the symmetric covariance matrix through its adjugate
     i_rr = v_gg * v_bb - v_gb * v_gb
     i_rg = v_gb * v_rb - v_rg * v_bb
@@ -46,59 +47,67 @@ def guided_coefficients(guide: F32, mask: F32, radius: int, eps: float) -> tuple
     i_gb = v_rb * v_rg - v_rr * v_gb
     i_bb = v_rr * v_gg - v_rg * v_rg
     inv_det = 1.0 / (v_rr * i_rr + v_rg * i_rg + v_rb * i_rb)
-    a_r = (i_rr * c_r + i_rg * c_g + i_rb * c_b) * inv_det
-    a_g = (i_rg * c_r + i_gg * c_g + i_gb * c_b) * inv_det
-    a_b = (i_rb * c_r + i_gb * c_g + i_bb * c_b) * inv_det
-    b = m_p - a_r * m_r - a_g * m_g - a_b * m_b
-    a = f32(cv2.merge([box(f32(a_r), r), box(f32(a_g), r), box(f32(a_b), r)]))
-    return a, box(f32(b), r)
+    c_r, c_g, c_b = cov_ip[:, :, 0], cov_ip[:, :, 1], cov_ip[:, :, 2]
+    ab = np.empty((*mask.shape, 4), np.float32)
+    ab[:, :, 0] = (i_rr * c_r + i_rg * c_g + i_rb * c_b) * inv_det
+    ab[:, :, 1] = (i_rg * c_r + i_gg * c_g + i_gb * c_b) * inv_det
+    ab[:, :, 2] = (i_rb * c_r + i_gb * c_g + i_bb * c_b) * inv_det
+    ab[:, :, 3] = mean_p - ab[:, :, 0] * m_r - ab[:, :, 1] * m_g - ab[:, :, 2] * m_b
+    ab = box(ab, r)
+    return ab[:, :, :3], ab[:, :, 3]
 
 
 def apply_coefficients(a: F32, b: F32, guide: F32) -> F32:
-    """q = a . I + b at the coefficients' own size (guide float32 [h,w,3] 0..1)."""
+    """q = a . I + b on the coefficients' own grid (guide float32 [h,w,3] 0..1)."""
     q = f32(np.einsum("hwc,hwc->hw", a, guide))
     q += b
     return q
 
 
-def upsample(q_small: F32, frame: U8, coeffs: tuple[F32, F32] | None, *, gain: float = 1.0,
-             detail_of: F32 | None = None) -> tuple[F32, tuple[np.ndarray, np.ndarray] | None]:
-    """The full-resolution result of a work-resolution filter output.
+def contrast(q: F32, gain: float, snap: float) -> F32:
+    """In place: contrast ``gain`` around 0.5, clip to 0..1, values within ``snap`` of 0/1 become 0/1."""
+    if gain != 1.0:
+        q -= np.float32(0.5)
+        q *= np.float32(gain)
+        q += np.float32(0.5)
+    np.clip(q, 0.0, 1.0, out=q)
+    if snap > 0.0:
+        q[q < snap] = 0.0
+        q[q > 1.0 - snap] = 1.0
+    return q
 
-    q_small: float32 [h,w], the (possibly temporally smoothed) guided-filter output at the work size.
-    coeffs: the guided filter's (a, b) at the work size, or None for a plain bilinear upsampling.
-    Everywhere the result is ``q_small`` upsampled bilinearly; in the uncertain band (work pixels with
-    |q - 0.5| < 0.5 / gain, dilated by one) the full-resolution detail of this frame is added:
-    ``a(x) . I(x) + b(x) - detail_of(x)`` where ``detail_of`` is the unsmoothed work-size output (so with no
-    temporal smoothing the band is exactly the fast guided filter ``a . I + b``).
-    Returns float32 [H,W] (not clipped) and the band's full-resolution (row, col) indices (None if the
-    work grid is the full size: then there is nothing to upsample).
+
+def upsample_matte(q_smooth: F32, q_raw: F32 | None, coeffs: tuple[F32, F32] | None, frame: U8, out: F32,
+                   *, gain: float, snap: float) -> tuple[Band, F32]:
+    """Write the full-resolution matte into ``out`` (float32 [H,W]); return its uncertain band and the
+    matte on the work grid.
+
+    q_smooth: the work-grid result (after temporal smoothing); q_raw: the same before smoothing (the
+    guided-filter output of this frame), or None when there was no smoothing. coeffs: the guided filter's
+    (a, b) on the work grid, or None for plain bilinear upsampling.
+    In the band the value is ``a(x) . I(x) + b(x) + (q_smooth - q_raw)(x)``: the frame's own
+    full-resolution detail on top of the temporally smoothed matte.
     """
-    h, w = frame.shape[:2]
-    hs, ws = q_small.shape
-    if (hs, ws) == (h, w):
-        return q_small.copy(), None
-    q = resize(q_small, w, h)
-    if coeffs is None:
-        return q, None
+    h, w = out.shape
+    if q_smooth.shape == (h, w):  # the work grid is the full grid
+        out[...] = q_smooth
+        contrast(out, gain, snap)
+        return Band.from_full((out > 0.0) & (out < 1.0)), out
+    small = contrast(q_smooth.copy(), gain, snap)
+    cv2.resize(small, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
+    unsure = (small > 0.0) & (small < 1.0)
+    if q_raw is not None:
+        unsure |= np.abs(q_raw - np.float32(0.5)) < np.float32(0.5 / max(gain, 1e-6))
+    grown: U8 = np.asarray(cv2.dilate(unsure.astype(np.uint8), np.ones((3, 3), np.uint8)), dtype=np.uint8)
+    band = Band(grown, (h, w))
+    if coeffs is None or band.size == 0:
+        return band, small
     a, b = coeffs
-    half = np.float32(0.5 / max(gain, 1e-6))
-    ref = q_small if detail_of is None else detail_of
-    unsure = (np.abs(q_small - np.float32(0.5)) < half) | (np.abs(ref - np.float32(0.5)) < half)
-    unsure = unsure.astype(np.uint8)
-    unsure = cv2.dilate(unsure, np.ones((3, 3), np.uint8))
-    band = cv2.resize(unsure, (w, h), interpolation=cv2.INTER_NEAREST)
-    ys_i, xs_i = np.nonzero(band)
-    if ys_i.size == 0:
-        return q, (ys_i, xs_i)
-    ys = full_to_work_coords(ys_i, h, hs)
-    xs = full_to_work_coords(xs_i, w, ws)
-    stack = [a, b[:, :, None]] if detail_of is None else [a, b[:, :, None], detail_of[:, :, None]]
-    fields = sample_bilinear(f32(np.concatenate(stack, axis=2)), ys, xs)
-    pix = frame[ys_i, xs_i].astype(np.float32) * np.float32(1.0 / 255.0)
-    detail = np.einsum("kc,kc->k", fields[:, :3], pix) + fields[:, 3]
-    if detail_of is not None:
-        detail -= fields[:, 4]
-        detail += q[ys_i, xs_i]
-    q[ys_i, xs_i] = detail
-    return q, (ys_i, xs_i)
+    c = b if q_raw is None else b + (q_smooth - q_raw)
+    fields = band.sample(f32(cv2.merge([a[:, :, 0], a[:, :, 1], a[:, :, 2], c])))
+    pix = frame[band.rows, band.cols].astype(np.float32)
+    pix *= np.float32(1.0 / 255.0)
+    vals = f32(np.einsum("kc,kc->k", fields[:, :3], pix))
+    vals += fields[:, 3]
+    out[band.rows, band.cols] = contrast(vals, gain, snap)
+    return band, small

@@ -13,10 +13,11 @@ from bgservice.matte._types import F32, U8, f32, resize
 from bgservice.matte.config import MatteConfig
 from bgservice.matte.crop import paste_crops, subject_boxes
 from bgservice.matte.fusion import estimate_foreground
-from bgservice.matte.guided import apply_coefficients, guided_coefficients, upsample
+from bgservice.matte.guided import apply_coefficients, guided_coefficients, upsample_matte
 from bgservice.matte.temporal import temporal_smooth
 from bgservice.models import SegmentationModel, get_model
 
+REDUCED_LONG_SIDE = 480  # frames are halved for the model while their long side stays >= this
 ENSEMBLE_PARTNER = {"selfie": "selfie_landscape", "selfie_landscape": "selfie"}
 
 
@@ -72,34 +73,50 @@ class Matter:
             np.sqrt(masks, out=masks)
         return masks
 
-    def _work_masks(self, frames: U8, geo: Geometry) -> F32:
-        """Model masks of ``frames`` on the work grid, with the crop pass applied."""
+    def _segment_crop(self, crop: U8) -> F32:
+        """Person probability of one crop (a view into a frame): main model, averaged with its mirror."""
+        batch = np.ascontiguousarray(crop)[None]
+        mask: F32 = f32(self.model.predict(batch))[0]
+        if self.config.crop_flip:
+            mirrored = f32(self.model.predict(np.ascontiguousarray(batch[:, :, ::-1])))[0]
+            mask += mirrored[:, ::-1]
+            mask *= np.float32(0.5)
+        return mask
+
+    def _low_res(self, frames: U8, geo: Geometry) -> tuple[F32, F32]:
+        """For consecutive frames: the model's masks (with the crop pass) and the frames themselves, both on
+        the work grid: masks float32 [M,h,w], frames RGB float32 0..1 [M,h,w,3].
+
+        The model is fed the frame halved (area average) while the long side stays >= REDUCED_LONG_SIDE:
+        halving is ~10x cheaper than one area resize by a non-integer factor, and the model (256 px)
+        cannot tell the difference. Crops for the second pass are cut from the full frame.
+        """
         cfg = self.config
-        low = self._segment(frames)
-        out = np.empty((frames.shape[0], geo.work_h, geo.work_w), np.float32)
-        for i in range(frames.shape[0]):
-            out[i] = cv2.resize(low[i], (geo.work_w, geo.work_h), interpolation=cv2.INTER_LINEAR)
+        m = frames.shape[0]
+        reduced = _halve_until(frames, REDUCED_LONG_SIDE)
+        low = self._segment(reduced)
+        masks = np.empty((m, geo.work_h, geo.work_w), np.float32)
+        guides = np.empty((m, geo.work_h, geo.work_w, 3), np.float32)
+        for i in range(m):
+            masks[i] = cv2.resize(low[i], (geo.work_w, geo.work_h), interpolation=cv2.INTER_LINEAR)
+            if reduced.shape[1:3] != (geo.work_h, geo.work_w):
+                guides[i] = cv2.resize(reduced[i], (geo.work_w, geo.work_h), interpolation=cv2.INTER_AREA)
+            else:
+                guides[i] = reduced[i]
             if not cfg.crop_pass:
                 continue
-            boxes = subject_boxes(low[i], (geo.height, geo.width), max_fraction=cfg.crop_max_fraction)
-            if not boxes:
-                continue
-            crops = [self._segment(np.ascontiguousarray(frames[i, b.y0:b.y1, b.x0:b.x1])[None])[0]
-                     for b in boxes]
-            paste_crops(out[i], (geo.height, geo.width), boxes, crops)
-        return out
-
-    @staticmethod
-    def _guides(frames: U8, geo: Geometry) -> F32:
-        """The frames at the work size, RGB float32 0..1 [M,h,w,3] (the guided filter's guide)."""
-        out = np.empty((frames.shape[0], geo.work_h, geo.work_w, 3), np.float32)
-        for i in range(frames.shape[0]):
-            if (geo.work_h, geo.work_w) != frames.shape[1:3]:
-                out[i] = cv2.resize(frames[i], (geo.work_w, geo.work_h), interpolation=cv2.INTER_AREA)
-            else:
-                out[i] = frames[i]
-        out *= np.float32(1.0 / 255.0)
-        return out
+            src = low[i]
+            for _ in range(cfg.crop_iterations):
+                boxes = subject_boxes(src, (geo.height, geo.width), max_fraction=cfg.crop_max_fraction,
+                                      margin=cfg.crop_margin, threshold=cfg.crop_threshold,
+                                      aspect=cfg.crop_aspect)
+                if not boxes:
+                    break
+                crops = [self._segment_crop(frames[i, b.y0:b.y1, b.x0:b.x1]) for b in boxes]
+                paste_crops(masks[i], (geo.height, geo.width), boxes, crops)
+                src = masks[i]
+        guides *= np.float32(1.0 / 255.0)
+        return masks, guides
 
     # --- the shard --------------------------------------------------------------------------------------
 
@@ -110,14 +127,16 @@ class Matter:
         kb = min(len(before), self.context_before)
         ka = min(len(after), self.context_after)
         parts = [p for p in (before[len(before) - kb:], frames, after[:ka]) if len(p)]
-        masks = np.concatenate([self._work_masks(p, geo) for p in parts])
-        guides = np.concatenate([self._guides(p, geo) for p in parts]) if cfg.guided else None
+        low = [self._low_res(p, geo) for p in parts]
+        masks = np.concatenate([x[0] for x in low])
+        guides = np.concatenate([x[1] for x in low])
+        del low
 
-        # 1. edge-aware filtering of every mask at the work size (context frames too: the window needs them)
+        # 1. edge-aware filter of every mask on the work grid (context frames too: the window needs them)
         radius = max(1, round(cfg.guided_radius * geo.work_w / self.model.input_size[1]))
         coeffs: list[tuple[F32, F32] | None] = [None] * len(masks)
         filtered = masks
-        if guides is not None:
+        if cfg.guided:
             filtered = np.empty_like(masks)
             for t in range(len(masks)):
                 ab = guided_coefficients(guides[t], masks[t], radius, cfg.guided_eps)
@@ -130,27 +149,26 @@ class Matter:
             t = kb + i
             # 2. temporal smoothing over the window t-R..t+R (motion-aware weights)
             if cfg.temporal:
-                q_small = temporal_smooth(filtered, t, cfg.temporal_radius, cfg.temporal_sigma_mask)
-                detail_of: F32 | None = filtered[t]
+                q_smooth = temporal_smooth(filtered, t, cfg.temporal_radius, cfg.temporal_sigma_mask)
+                q_raw: F32 | None = filtered[t]
             else:
-                q_small, detail_of = filtered[t], None
-            # 3. full resolution: bilinear + this frame's guided-filter detail in the uncertain band
-            q, band = upsample(q_small, frames[i], coeffs[t], gain=cfg.sharpen, detail_of=detail_of)
-            alpha[i] = _finish(q, cfg.sharpen, cfg.snap)
+                q_smooth, q_raw = filtered[t], None
+            # 3. full resolution: bilinear, plus this frame's guided-filter detail in the uncertain band
+            band, small = upsample_matte(q_smooth, q_raw, coeffs[t], frames[i], alpha[i], gain=cfg.sharpen,
+                                         snap=cfg.snap)
             # 4. foreground colour where the matte is uncertain
             if cfg.fusion:
-                estimate_foreground(frames[i], alpha[i], fg[i], work_scale=geo.scale, band=band)
+                estimate_foreground(frames[i], alpha[i], fg[i], band, guides[t], small, scale=geo.scale)
         return alpha, fg
 
 
-def _finish(q: F32, gain: float, snap: float) -> F32:
-    """Contrast around 0.5, clip to 0..1, snap near-0/near-1 to exact 0/1."""
-    if gain != 1.0:
-        q -= np.float32(0.5)
-        q *= np.float32(gain)
-        q += np.float32(0.5)
-    np.clip(q, 0.0, 1.0, out=q)
-    if snap > 0.0:
-        q[q < snap] = 0.0
-        q[q > 1.0 - snap] = 1.0
-    return q
+def _halve_until(frames: U8, long_side: int) -> U8:
+    """Frames halved (2x2 area average) as long as the long side stays >= ``long_side``."""
+    out = frames
+    while max(out.shape[1:3]) // 2 >= long_side:
+        h, w = out.shape[1] // 2, out.shape[2] // 2
+        nxt = np.empty((out.shape[0], h, w, 3), np.uint8)
+        for i in range(out.shape[0]):
+            cv2.resize(out[i, : 2 * h, : 2 * w], (w, h), dst=nxt[i], interpolation=cv2.INTER_AREA)
+        out = nxt
+    return out
