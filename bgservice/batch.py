@@ -1,0 +1,237 @@
+"""Run a manifest of jobs on Ray: ``python -m bgservice.batch MANIFEST.jsonl [--report PATH]``.
+
+Made for ``ray job submit --working-dir . -- python -m bgservice.batch jobs.jsonl`` (``RAY_ADDRESS`` is set
+by Ray there; without it a local Ray is started). Each line of the manifest is one JSON object::
+
+    {"videoUrl": "s3://in/a.mp4", "back_ground": "#1E90FF", "start": "0:05", "end": 20, "output": "s3://out/a.mp4"}
+
+``back_ground`` (a hex colour) or ``imageUrl`` (a background picture), never both; ``start`` / ``end``
+optional (seconds or ``[hh:]mm:ss``); ``output`` an absolute path or an fsspec URL. Blank lines are
+skipped. Every valid line is submitted at once (up to ``--jobs``, by default as many as the cluster's CPUs
+hold beside the Segmenter pool); the Segmenter pool shares its actors fairly between them.
+
+Prints a summary table and writes a JSONL report (default: beside the manifest,
+``<name>.report.jsonl``), one object per line: ``line``, ``status`` (``done`` | ``failed``), ``output``,
+``duration_seconds`` (the processed video's duration), ``elapsed_seconds``, ``error_code``,
+``error_message``. Exit status: 0 every line done, 1 some line failed, 2 the manifest cannot be read,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bgservice.errors import BgServiceError, InvalidManifest, as_service_error
+from bgservice.settings import Settings, get_settings
+from bgservice.spec import JobSpec
+
+KNOWN_KEYS = {"videoUrl", "back_ground", "imageUrl", "start", "end", "output"}
+
+
+@dataclass
+class LineReport:
+    line: int
+    status: str  # "done" | "failed"
+    output: str | None
+    duration_seconds: float | None = None
+    elapsed_seconds: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def default_report_path(manifest: Path) -> Path:
+    name = manifest.name[: -len(".jsonl")] if manifest.name.endswith(".jsonl") else manifest.name
+    return manifest.with_name(f"{name}.report.jsonl")
+
+
+def read_manifest(path: Path) -> list[tuple[int, str]]:
+    """The non-blank lines with their 1-based numbers; :class:`InvalidManifest` when unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidManifest(f"cannot read the manifest {path}: {exc}") from exc
+    lines = [(n, raw) for n, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
+    if not lines:
+        raise InvalidManifest(f"the manifest {path} has no jobs")
+    return lines
+
+
+def _text(value: Any, key: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidManifest(f"{key} must be a string")
+    return value
+
+
+def parse_line(raw: str) -> JobSpec:
+    """One manifest line -> a validated :class:`JobSpec`; raises the matching project error."""
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidManifest(f"not a JSON object: {exc.msg}") from exc
+    if not isinstance(obj, dict):
+        raise InvalidManifest("each line must be a JSON object")
+    unknown = sorted(set(obj) - KNOWN_KEYS)
+    if unknown:
+        raise InvalidManifest(
+            f"unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(KNOWN_KEYS))}"
+        )
+    video = _text(obj.get("videoUrl"), "videoUrl")
+    output = _text(obj.get("output"), "output")
+    if not video:
+        raise InvalidManifest("videoUrl is missing")
+    if not output:
+        raise InvalidManifest("output is missing")
+    if "://" not in output and not Path(output).is_absolute():
+        raise InvalidManifest(f"output must be an absolute path or a URL, got {output!r}")
+    start, end = obj.get("start"), obj.get("end")
+    for key, value in (("start", start), ("end", end)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+            raise InvalidManifest(f"{key} must be seconds or a time string")
+    return JobSpec.build(
+        video,
+        output,
+        colour=_text(obj.get("back_ground"), "back_ground"),
+        image_url=_text(obj.get("imageUrl"), "imageUrl"),
+        start=start,
+        end=end,
+    )
+
+
+def default_concurrency(settings: Settings) -> int:
+    """Jobs at once: as many decoder/encoder pairs as the cluster's CPUs hold beside the pool's minimum."""
+    import ray
+
+    from actors.iopool import PAIR_CPUS
+
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    cpus = float(resources.get("CPU", 1.0))
+    spare = cpus - settings.pool_min * settings.segmenter_cpus
+    return max(1, math.floor(spare / PAIR_CPUS + 1e-9))
+
+
+def run_manifest(
+    lines: Sequence[tuple[int, str]], settings: Settings, jobs: int | None = None
+) -> list[LineReport]:
+    """Validate every line, run the valid ones concurrently on Ray, report every line in order."""
+    from actors.dag import JobHandle, ensure_ray, submit
+
+    reports: dict[int, LineReport] = {}
+    specs: list[tuple[int, JobSpec]] = []
+    for number, raw in lines:
+        try:
+            specs.append((number, parse_line(raw)))
+        except BgServiceError as exc:
+            reports[number] = LineReport(
+                number, "failed", None, error_code=exc.code, error_message=exc.message
+            )
+    if specs:
+        ensure_ray()
+        limit = threading.BoundedSemaphore(jobs or default_concurrency(settings))
+        lock = threading.Lock()
+        handles: list[JobHandle] = []
+
+        def run_one(number: int, spec: JobSpec) -> None:
+            with limit:
+                t0 = time.monotonic()
+                handle = submit(spec, settings)
+                with lock:
+                    handles.append(handle)
+                try:
+                    result = handle.result()
+                    report = LineReport(
+                        number,
+                        "done",
+                        result.output_url,
+                        duration_seconds=result.duration_seconds,
+                        elapsed_seconds=round(time.monotonic() - t0, 3),
+                    )
+                except BaseException as exc:
+                    err = as_service_error(exc)
+                    report = LineReport(
+                        number,
+                        "failed",
+                        spec.output_url,
+                        elapsed_seconds=round(time.monotonic() - t0, 3),
+                        error_code=err.code,
+                        error_message=err.message,
+                    )
+                with lock:
+                    reports[number] = report
+                print(f"line {number}: {report.status} {report.error_code or ''}".rstrip(), file=sys.stderr)
+
+        threads = [
+            threading.Thread(target=run_one, args=(n, s), name=f"batch-line-{n}", daemon=True)
+            for n, s in specs
+        ]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.5)
+        except KeyboardInterrupt:
+            with lock:
+                for h in handles:
+                    h.cancel()
+            for h in list(handles):
+                h.wait(30)
+            raise
+    return [reports[n] for n, _ in lines]
+
+
+def summary_table(reports: Sequence[LineReport]) -> str:
+    rows = [("line", "status", "seconds", "output / error")]
+    for r in reports:
+        detail = (r.output or "") if r.status == "done" else f"{r.error_code}: {r.error_message}"
+        secs = "" if r.duration_seconds is None else f"{r.duration_seconds:.2f}"
+        rows.append((str(r.line), r.status, secs, detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    out = [f"{a:>{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows]
+    done = sum(r.status == "done" for r in reports)
+    out.append(f"{done}/{len(reports)} done, {len(reports) - done} failed")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bgservice.batch", description=__doc__.split("\n")[0])
+    parser.add_argument("manifest", type=Path, help="JSONL file, one job per line")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="JSONL report (default: beside the manifest)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="jobs at once (default: what the cluster holds)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        lines = read_manifest(args.manifest)
+    except InvalidManifest as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    report_path: Path = args.report or default_report_path(args.manifest)
+    try:
+        reports = run_manifest(lines, get_settings(), args.jobs)
+    except KeyboardInterrupt:
+        print("error: cancelled: interrupted", file=sys.stderr)
+        return 130
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = report_path.with_name(f".{report_path.name}.partial")
+    partial.write_text("".join(json.dumps(asdict(r)) + "\n" for r in reports), encoding="utf-8")
+    partial.replace(report_path)
+    print(summary_table(reports))
+    print(f"report: {report_path}")
+    return 0 if all(r.status == "done" for r in reports) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
