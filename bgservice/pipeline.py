@@ -25,6 +25,7 @@ from bgservice.media.decode import FrameReader
 from bgservice.media.encode import VideoWriter
 from bgservice.media.ffmpeg import finalize
 from bgservice.media.probe import probe, resolve_trim
+from bgservice.media.timing import window_end_pts
 from bgservice.media.types import Shard, TrimWindow, VideoInfo
 from bgservice.models import SegmentationModel, get_model
 from bgservice.settings import Settings
@@ -93,8 +94,10 @@ class OutputWriter:
         self._scratch = self._scratch_cm.__enter__()
         self._video_only = self._scratch / "video.mp4"
         try:
+            # The last frame lasts until the window's end, so video and the audio cut end together.
+            end_pts = window_end_pts(source_path, window.start, window.end)
             self._writer: VideoWriter | None = VideoWriter(
-                str(self._video_only), info, crf=settings.crf, preset=settings.preset
+                str(self._video_only), info, crf=settings.crf, preset=settings.preset, end_pts=end_pts
             )
         except BaseException:
             self._scratch_cm.__exit__(None, None, None)

@@ -9,7 +9,8 @@ import pytest
 
 from bgservice.settings import Settings
 
-pytest_plugins = ["tests.s3"]  # the moto S3 fixtures: s3_server (module), s3 (per test)
+# moto S3 fixtures: s3_server (module), s3 (per test); media_factory: generated edge-case clips (session)
+pytest_plugins = ["tests.s3", "tests.media_factory"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

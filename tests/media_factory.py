@@ -3,15 +3,11 @@
 Every command goes through :func:`bgservice.media.ffmpeg.synth_clip` (the one module holding ffmpeg
 command lines). Clips are 1-3 s and small, generated once per test session and cached by name.
 
-Use from any test module::
-
-    from tests.media_factory import MediaFactory, media_factory_fixture  # noqa: F401  (the fixture)
+``tests/conftest.py`` registers this module as a plugin, so every test can ask for the session-scoped
+fixture ``media_factory``::
 
     def test_something(media_factory: MediaFactory) -> None:
         clip = media_factory.vfr()          # a pathlib.Path
-
-or register it for the whole suite in ``tests/conftest.py``: ``pytest_plugins = ["tests.media_factory"]``.
-The fixture is named ``media_factory`` (session scope).
 
 Clips (all 320x240 unless said, AAC mono 44.1 kHz sine audio unless said):
 

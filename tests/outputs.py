@@ -19,7 +19,7 @@ class Facts:
     height: int
     frames: int
     pts_seconds: tuple[float, ...]  # every frame's presentation time, in decode order sorted
-    video_duration: float  # last pts + last frame's duration
+    video_duration: float  # the video track's duration (container's figure; else last pts + duration)
     avg_rate: Fraction | None
     audio_codec: str | None
     audio_duration: float | None
@@ -79,7 +79,13 @@ def inspect(path: str) -> Facts:
             height=ctx.height,
             frames=len(pts),
             pts_seconds=sorted_pts,
-            video_duration=(sorted_pts[-1] - first + last_dur) if sorted_pts else 0.0,
+            video_duration=(
+                float(v.duration * tb)
+                if v.duration
+                else (sorted_pts[-1] - first + last_dur)
+                if sorted_pts
+                else 0.0
+            ),
             avg_rate=v.average_rate,
             audio_codec=audio_codec,
             audio_duration=audio_duration,

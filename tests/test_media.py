@@ -23,7 +23,7 @@ from bgservice.media.probe import probe, resolve_trim
 from bgservice.media.timing import read_frame_times, window_end_pts
 from bgservice.media.types import TrimWindow, VideoInfo
 from bgservice.settings import Settings
-from tests.media_factory import MediaFactory, media_factory_fixture, patch_error  # noqa: F401 (fixture)
+from tests.media_factory import MediaFactory, patch_error
 
 S = Settings()
 

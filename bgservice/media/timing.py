@@ -130,9 +130,16 @@ def read_frame_times(path: str) -> FrameTimes:
             else:
                 rate = stream.average_rate or stream.guessed_rate or Fraction(25)
                 last_duration = max(1, round(1 / (rate * tb)))
+        end_pts = int(arr[-1]) + last_duration
+        if stream.duration:
+            # The track's declared length (what players show) wins over the last packet's duration,
+            # which muxers often pad (an MP4's last sample): the video ends where the audio does.
+            declared_end = int(stream.start_time or 0) + int(stream.duration)
+            if declared_end > int(arr[-1]):
+                end_pts = min(end_pts, declared_end)
         return FrameTimes(
             pts=arr,
-            end_pts=int(arr[-1]) + last_duration,
+            end_pts=end_pts,
             time_base=Fraction(tb),
             corrupt_packets=corrupt,
             # only the MP4/MOV sample tables count packets (AVI's length counts dropped frames too)
