@@ -9,18 +9,21 @@ from dataclasses import dataclass
 class MatteConfig:
     """What :class:`bgservice.matte.Matter` does after the model.
 
-    The defaults are the product; the benchmark (``benchmarks/quality.py``) switches steps off one at a
-    time to show what each buys. With every switch off the matte is the model's mask upsampled bilinearly.
+    The defaults are the product, tuned on the benchmark's clips (see benchmarks/RESULTS.md). The
+    benchmark (``benchmarks/quality.py``) switches steps off one at a time to show what each buys; with
+    every switch off (:meth:`raw`) the matte is the model's mask upsampled bilinearly.
     """
 
     # the low-resolution grid (long side, pixels) where masks are filtered and smoothed
     work_long_side: int = 320
     # edge-aware upsampling (fast guided filter guided by the frame)
     guided: bool = True
-    guided_radius: float = 4.3  # box radius, in the model's output pixels (scaled to the work grid)
-    guided_eps: float = 1e-3  # regularisation (guide in 0..1 units, squared)
-    sharpen: float = 2.0  # contrast gain around 0.5 applied after the guided filter (1 = none)
-    # temporal smoothing of the low-resolution masks over a finite window of neighbour frames
+    guided_radius: float = 3.0  # box radius, in the model's output pixels (scaled to the work grid)
+    guided_eps: float = 3e-4  # regularisation (guide in 0..1 units, squared)
+    sharpen: float = 2.0  # contrast gain applied after the guided filter (1 = none) ...
+    sharpen_center: float = 0.5  # ... around this level (mapped to 0.5)
+    detail: float = 0.5  # weight of the frame's full-resolution detail added to the smoothed matte
+    # temporal smoothing of the work-grid mattes over a finite window of neighbour frames
     temporal: bool = True
     temporal_radius: int = 4  # frames on each side -> Matter.context_before / context_after
     temporal_sigma_mask: float = 0.6  # neighbour weight falls off with the mask change (motion guard)
@@ -32,13 +35,13 @@ class MatteConfig:
     crop_margin: float = 0.15  # box enlarged by this share of its size on each side
     crop_threshold: float = 0.2  # mask level that defines a subject's component (low: keep faint limbs)
     crop_aspect: float = 0.75  # each side at least this share of the other (the model squeezes to square)
-    crop_iterations: int = 1  # >1: re-box on the refined mask and run again (measured: no gain)
+    crop_window: int = 1  # a frame's crop box covers the subject's boxes in frames t-K..t+K
     # on crops: the main model averaged with its mirrored run (the landscape partner distorts portrait crops)
     crop_flip: bool = True
     # ensemble: geometric mean with the other Selfie Segmentation variant (general <-> landscape): a pixel
     # is a person only where both models agree, which removes most false positives on busy backgrounds
     ensemble: bool = True
-    # alpha below lo / above hi snaps to exactly 0 / 1 (keeps the uncertain band, and the work, small)
+    # alpha within ``snap`` of 0 / 1 becomes exactly 0 / 1 (keeps the uncertain band, and the work, small)
     snap: float = 1.0 / 255.0
 
     @classmethod

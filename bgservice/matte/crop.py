@@ -27,15 +27,14 @@ class Box:
         return (self.y1 - self.y0) * (self.x1 - self.x0)
 
 
-def subject_boxes(mask: F32, frame_hw: tuple[int, int], *, max_fraction: float, margin: float = 0.3,
-                  max_crops: int = 3, min_fraction: float = 0.0005, threshold: float = 0.5,
-                  aspect: float = 0.75) -> list[Box]:
-    """Boxes (in frame pixels) around the people in a low-resolution ``mask`` worth a second pass.
+def subject_boxes(mask: F32, frame_hw: tuple[int, int], *, margin: float = 0.15, threshold: float = 0.2,
+                  aspect: float = 0.75, max_crops: int = 3, min_fraction: float = 0.0005) -> list[Box]:
+    """Boxes (in frame pixels) around the people in a low-resolution ``mask``.
 
     Components with mask > ``threshold`` smaller than ``min_fraction`` of the frame are noise and ignored;
-    a box is returned only when, enlarged by ``margin`` on each side, it covers less than
-    ``max_fraction`` of the frame (otherwise the first pass already saw the subject at the model's full
-    resolution).
+    the ``max_crops`` largest are boxed, enlarged by ``margin`` of their size on each side and widened
+    or heightened so that each side is at least ``aspect`` of the other (the model squeezes its input
+    to a square).
     """
     fh, fw = frame_hw
     mh, mw = mask.shape
@@ -49,17 +48,41 @@ def subject_boxes(mask: F32, frame_hw: tuple[int, int], *, max_fraction: float, 
         x, y, w, h, area = (int(v) for v in stats[c])
         if area < min_fraction * mh * mw:
             break
-        # square-ish crops: the model squeezes its input to 256x256
         cy, cx = (y + h / 2) * sy, (x + w / 2) * sx
         bh, bw = h * sy * (1 + 2 * margin), w * sx * (1 + 2 * margin)
         side_h = max(bh, aspect * bw)
         side_w = max(bw, aspect * bh)
         y0, y1 = max(0, round(cy - side_h / 2)), min(fh, round(cy + side_h / 2))
         x0, x1 = max(0, round(cx - side_w / 2)), min(fw, round(cx + side_w / 2))
-        box = Box(y0, x0, y1, x1)
-        if box.area < max_fraction * fh * fw and y1 - y0 >= 16 and x1 - x0 >= 16:
-            boxes.append(box)
+        boxes.append(Box(y0, x0, y1, x1))
     return boxes
+
+
+def merge_boxes(boxes: list[Box]) -> list[Box]:
+    """Union of the boxes that overlap, until no two overlap (boxes of one subject over a few frames)."""
+    out = list(boxes)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if a.y0 < b.y1 and b.y0 < a.y1 and a.x0 < b.x1 and b.x0 < a.x1:
+                    out[i] = Box(min(a.y0, b.y0), min(a.x0, b.x0), max(a.y1, b.y1), max(a.x1, b.x1))
+                    del out[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return out
+
+
+def small_boxes(boxes: list[Box], frame_hw: tuple[int, int], max_fraction: float) -> list[Box]:
+    """The boxes worth a second pass: under ``max_fraction`` of the frame (a larger subject was already
+    seen at the model's full resolution by the first pass) and at least 16 px on each side."""
+    fh, fw = frame_hw
+    return [b for b in boxes
+            if b.area < max_fraction * fh * fw and b.y1 - b.y0 >= 16 and b.x1 - b.x0 >= 16]
 
 
 def paste_crops(work: F32, frame_hw: tuple[int, int], boxes: list[Box], crop_masks: list[F32]) -> F32:

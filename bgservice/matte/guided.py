@@ -64,10 +64,10 @@ def apply_coefficients(a: F32, b: F32, guide: F32) -> F32:
     return q
 
 
-def contrast(q: F32, gain: float, snap: float) -> F32:
-    """In place: contrast ``gain`` around 0.5, clip to 0..1, values within ``snap`` of 0/1 become 0/1."""
-    if gain != 1.0:
-        q -= np.float32(0.5)
+def contrast(q: F32, gain: float, snap: float, center: float = 0.5) -> F32:
+    """In place: ``(q - center) * gain + 0.5``, clipped to 0..1; values within ``snap`` of 0/1 become 0/1."""
+    if gain != 1.0 or center != 0.5:
+        q -= np.float32(center)
         q *= np.float32(gain)
         q += np.float32(0.5)
     np.clip(q, 0.0, 1.0, out=q)
@@ -78,7 +78,8 @@ def contrast(q: F32, gain: float, snap: float) -> F32:
 
 
 def upsample_matte(q_smooth: F32, q_raw: F32 | None, coeffs: tuple[F32, F32] | None, frame: U8, out: F32,
-                   *, gain: float, snap: float) -> tuple[Band, F32]:
+                   *, gain: float, snap: float, center: float = 0.5,
+                   detail: float = 1.0) -> tuple[Band, F32]:
     """Write the full-resolution matte into ``out`` (float32 [H,W]); return its uncertain band and the
     matte on the work grid.
 
@@ -91,23 +92,27 @@ def upsample_matte(q_smooth: F32, q_raw: F32 | None, coeffs: tuple[F32, F32] | N
     h, w = out.shape
     if q_smooth.shape == (h, w):  # the work grid is the full grid
         out[...] = q_smooth
-        contrast(out, gain, snap)
+        contrast(out, gain, snap, center)
         return Band.from_full((out > 0.0) & (out < 1.0)), out
-    small = contrast(q_smooth.copy(), gain, snap)
+    small = contrast(q_smooth.copy(), gain, snap, center)
     cv2.resize(small, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
     unsure = (small > 0.0) & (small < 1.0)
     if q_raw is not None:
-        unsure |= np.abs(q_raw - np.float32(0.5)) < np.float32(0.5 / max(gain, 1e-6))
+        unsure |= np.abs(q_raw - np.float32(center)) < np.float32(0.5 / max(gain, 1e-6))
     grown: U8 = np.asarray(cv2.dilate(unsure.astype(np.uint8), np.ones((3, 3), np.uint8)), dtype=np.uint8)
     band = Band(grown, (h, w))
     if coeffs is None or band.size == 0:
         return band, small
     a, b = coeffs
-    c = b if q_raw is None else b + (q_smooth - q_raw)
+    if detail != 1.0:  # q = q_smooth + detail * (a . I + b - q_raw)
+        a = a * np.float32(detail)
+        b = b * np.float32(detail)
+    ref = q_raw if q_raw is not None else q_smooth
+    c = b + (q_smooth - ref) if detail == 1.0 else b + (q_smooth - np.float32(detail) * ref)
     fields = band.sample(f32(cv2.merge([a[:, :, 0], a[:, :, 1], a[:, :, 2], c])))
     pix = frame[band.rows, band.cols].astype(np.float32)
     pix *= np.float32(1.0 / 255.0)
     vals = f32(np.einsum("kc,kc->k", fields[:, :3], pix))
     vals += fields[:, 3]
-    out[band.rows, band.cols] = contrast(vals, gain, snap)
+    out[band.rows, band.cols] = contrast(vals, gain, snap, center)
     return band, small

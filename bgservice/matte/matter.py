@@ -11,7 +11,7 @@ import numpy as np
 
 from bgservice.matte._types import F32, U8, f32, resize
 from bgservice.matte.config import MatteConfig
-from bgservice.matte.crop import paste_crops, subject_boxes
+from bgservice.matte.crop import merge_boxes, paste_crops, small_boxes, subject_boxes
 from bgservice.matte.fusion import estimate_foreground
 from bgservice.matte.guided import apply_coefficients, guided_coefficients, upsample_matte
 from bgservice.matte.temporal import temporal_smooth
@@ -56,9 +56,11 @@ class Matter:
             # the other Selfie Segmentation variant, on the same device, unless the caller gives one
             self.partner = partner if partner is not None else get_model(
                 ENSEMBLE_PARTNER.get(model.name, "selfie_landscape"), getattr(model, "device", "auto"))
-        r = self.config.temporal_radius if self.config.temporal else 0
-        self.context_before = r
-        self.context_after = r
+        cfg = self.config
+        # the temporal window reads R frames on each side; their crop boxes read K more
+        ctx = (cfg.temporal_radius if cfg.temporal else 0) + (cfg.crop_window if cfg.crop_pass else 0)
+        self.context_before = ctx
+        self.context_after = ctx
 
     # --- per-frame low-resolution masks (independent of the shard) ---------------------------------------
 
@@ -83,40 +85,24 @@ class Matter:
             mask *= np.float32(0.5)
         return mask
 
-    def _low_res(self, frames: U8, geo: Geometry) -> tuple[F32, F32]:
-        """For consecutive frames: the model's masks (with the crop pass) and the frames themselves, both on
-        the work grid: masks float32 [M,h,w], frames RGB float32 0..1 [M,h,w,3].
+    def _first_pass(self, frames: U8, geo: Geometry) -> tuple[F32, F32]:
+        """For consecutive frames: the model's masks at its own resolution [M,mh,mw] and the frames on the
+        work grid, RGB float32 0..1 [M,h,w,3].
 
         The model is fed the frame halved (area average) while the long side stays >= REDUCED_LONG_SIDE:
         halving is ~10x cheaper than one area resize by a non-integer factor, and the model (256 px)
         cannot tell the difference. Crops for the second pass are cut from the full frame.
         """
-        cfg = self.config
-        m = frames.shape[0]
         reduced = _halve_until(frames, REDUCED_LONG_SIDE)
         low = self._segment(reduced)
-        masks = np.empty((m, geo.work_h, geo.work_w), np.float32)
-        guides = np.empty((m, geo.work_h, geo.work_w, 3), np.float32)
-        for i in range(m):
-            masks[i] = cv2.resize(low[i], (geo.work_w, geo.work_h), interpolation=cv2.INTER_LINEAR)
+        guides = np.empty((frames.shape[0], geo.work_h, geo.work_w, 3), np.float32)
+        for i in range(frames.shape[0]):
             if reduced.shape[1:3] != (geo.work_h, geo.work_w):
                 guides[i] = cv2.resize(reduced[i], (geo.work_w, geo.work_h), interpolation=cv2.INTER_AREA)
             else:
                 guides[i] = reduced[i]
-            if not cfg.crop_pass:
-                continue
-            src = low[i]
-            for _ in range(cfg.crop_iterations):
-                boxes = subject_boxes(src, (geo.height, geo.width), max_fraction=cfg.crop_max_fraction,
-                                      margin=cfg.crop_margin, threshold=cfg.crop_threshold,
-                                      aspect=cfg.crop_aspect)
-                if not boxes:
-                    break
-                crops = [self._segment_crop(frames[i, b.y0:b.y1, b.x0:b.x1]) for b in boxes]
-                paste_crops(masks[i], (geo.height, geo.width), boxes, crops)
-                src = masks[i]
         guides *= np.float32(1.0 / 255.0)
-        return masks, guides
+        return low, guides
 
     # --- the shard --------------------------------------------------------------------------------------
 
@@ -124,13 +110,41 @@ class Matter:
         cfg = self.config
         n, h, w = frames.shape[:3]
         geo = Geometry.of(h, w, cfg.work_long_side)
+        r = cfg.temporal_radius if cfg.temporal else 0
+        k = cfg.crop_window if cfg.crop_pass else 0
         kb = min(len(before), self.context_before)
         ka = min(len(after), self.context_after)
         parts = [p for p in (before[len(before) - kb:], frames, after[:ka]) if len(p)]
-        low = [self._low_res(p, geo) for p in parts]
-        masks = np.concatenate([x[0] for x in low])
-        guides = np.concatenate([x[1] for x in low])
-        del low
+        firsts = [self._first_pass(p, geo) for p in parts]
+        low = np.concatenate([x[0] for x in firsts])
+        guides = np.concatenate([x[1] for x in firsts])
+        del firsts
+        total = low.shape[0]
+        # frames whose matte the temporal window of the output frames reads
+        lo, hi = max(0, kb - r), min(total, kb + n + r)
+
+        def frame_at(j: int) -> U8:
+            for p in parts:
+                if j < len(p):
+                    one: U8 = p[j]
+                    return one
+                j -= len(p)
+            raise IndexError(j)
+
+        # 0. model masks on the work grid; second pass on crops around small subjects, boxed from the
+        #    first-pass masks of frames j-K..j+K (a frame where the model lost an arm or a head still gets
+        #    a crop that contains it)
+        masks = np.empty((total, geo.work_h, geo.work_w), np.float32)
+        boxes = [subject_boxes(low[j], (h, w), margin=cfg.crop_margin, threshold=cfg.crop_threshold,
+                               aspect=cfg.crop_aspect) if cfg.crop_pass else [] for j in range(total)]
+        for j in range(lo, hi):
+            masks[j] = cv2.resize(low[j], (geo.work_w, geo.work_h), interpolation=cv2.INTER_LINEAR)
+            near = [b for jj in range(max(0, j - k), min(total, j + k + 1)) for b in boxes[jj]]
+            crops_at = small_boxes(merge_boxes(near), (h, w), cfg.crop_max_fraction)
+            if crops_at:
+                frame = frame_at(j)
+                crops = [self._segment_crop(frame[b.y0:b.y1, b.x0:b.x1]) for b in crops_at]
+                paste_crops(masks[j], (h, w), crops_at, crops)
 
         # 1. edge-aware filter of every mask on the work grid (context frames too: the window needs them)
         radius = max(1, round(cfg.guided_radius * geo.work_w / self.model.input_size[1]))
@@ -138,7 +152,7 @@ class Matter:
         filtered = masks
         if cfg.guided:
             filtered = np.empty_like(masks)
-            for t in range(len(masks)):
+            for t in range(lo, hi):
                 ab = guided_coefficients(guides[t], masks[t], radius, cfg.guided_eps)
                 coeffs[t] = ab
                 filtered[t] = apply_coefficients(ab[0], ab[1], guides[t])
@@ -155,7 +169,7 @@ class Matter:
                 q_smooth, q_raw = filtered[t], None
             # 3. full resolution: bilinear, plus this frame's guided-filter detail in the uncertain band
             band, small = upsample_matte(q_smooth, q_raw, coeffs[t], frames[i], alpha[i], gain=cfg.sharpen,
-                                         snap=cfg.snap)
+                                         snap=cfg.snap, center=cfg.sharpen_center, detail=cfg.detail)
             # 4. foreground colour where the matte is uncertain
             if cfg.fusion:
                 estimate_foreground(frames[i], alpha[i], fg[i], band, guides[t], small, scale=geo.scale)
