@@ -221,3 +221,20 @@ def reference_frames(path: str, width: int, height: int, count: int = 1) -> np.n
         raise EncodeFailed("reference decode failed: " + " | ".join(tail))
     data = np.frombuffer(proc.stdout, dtype=np.uint8)
     return data.reshape(-1, height, width, 3)
+
+
+def plain_reencode(source: str, out_path: str, *, crf: int, preset: str) -> None:
+    """The benchmarks' baseline: decode + x264 re-encode + AAC, what a plain ``ffmpeg -i`` job costs."""
+    src = ffmpeg.input(local_input(source))
+    stream = ffmpeg.output(
+        src,
+        out_path,
+        format="mp4",
+        vcodec="libx264",
+        preset=preset,
+        crf=crf,
+        pix_fmt="yuv420p",
+        acodec="aac",
+        movflags="+faststart",
+    )
+    run(stream, "plain re-encode")
