@@ -232,3 +232,7 @@ def test_composite_pixels() -> None:
     assert np.abs(out.astype(np.float32) - ref).max() <= 0.5 + 1e-3  # rounded to nearest
     with pytest.raises(ValueError):
         composite(fg, alpha[:, :4], plate)
+    # in place, into the foreground buffer: same pixels
+    buf = fg.copy()
+    assert composite(buf, alpha, plate, out=buf) is buf
+    assert np.array_equal(buf, out)
