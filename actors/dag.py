@@ -353,7 +353,17 @@ class _JobRun:
             self.shard_refs[head.index] = what[2]
             self._lease(head.index)
         elif kind == "lease":
-            lease = _get(ref, "segment")
+            try:
+                lease = _get_raw(ref)
+            except RayActorError:
+                # the pool manager was lost (its Segmenters with it); Ray restarts it: ask again
+                self.attempts[index] = self.attempts.get(index, 0) + 1
+                if self.attempts[index] >= SEGMENT_ATTEMPTS:
+                    raise InternalError("the Segmenter pool was lost repeatedly") from None
+                self._lease(index)
+                return
+            except BaseException as exc:
+                raise stage_error(exc, "segment") from exc
             if lease is None:  # the pool dropped this job's requests: it cannot start Segmenters
                 _get(self.pool.ready.remote(), "segment")  # raises the pool's reason
                 raise InternalError("the Segmenter pool dropped this job")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,27 +53,38 @@ def _remote(cls: type) -> Any:
     return _classes[cls.__name__]
 
 
-def create_pair(node_id: str | None) -> IOPair:
-    """Start a decoder (on ``node_id``, or anywhere) and an encoder beside it; wait until both are up."""
+def _new_actor(cls: type, cpus: float, node_id: str | None) -> Any:
+    return _remote(cls).options(num_cpus=cpus, max_restarts=0, **_on_node(node_id)).remote()
+
+
+def create_pair(node_id: str | None, give_up: Callable[[], IOPair | None] | None = None) -> IOPair:
+    """Start a decoder (on ``node_id``, or anywhere) and an encoder beside it; wait until both are up.
+
+    While they wait for resources, ``give_up`` is polled: if it returns a pair (one freed meanwhile),
+    the new actors are dropped and that pair is returned instead; nothing waits forever behind an idle pair.
+    """
     import ray
 
-    decoder = _remote(Decoder).options(num_cpus=DECODER_CPUS, max_restarts=0, **_on_node(node_id)).remote()
-    encoder = None
-    if node_id:
-        encoder = (
-            _remote(Encoder).options(num_cpus=ENCODER_CPUS, max_restarts=0, **_on_node(node_id)).remote()
-        )
+    decoder = _new_actor(Decoder, DECODER_CPUS, node_id)
+    encoder = _new_actor(Encoder, ENCODER_CPUS, node_id) if node_id else None
     try:
-        _, node = ray.get(decoder.ping.remote())
-        if encoder is None:
-            encoder = (
-                _remote(Encoder).options(num_cpus=ENCODER_CPUS, max_restarts=0, **_on_node(node)).remote()
-            )
-        ray.get(encoder.ping.remote())
+        pings = [decoder.ping.remote()] + ([encoder.ping.remote()] if encoder is not None else [])
+        while True:
+            ready, _ = ray.wait(pings, num_returns=len(pings), timeout=0.5)
+            if len(ready) == len(pings):
+                _, node = ray.get(pings[0])
+                if encoder is None:  # anywhere: the encoder goes where the decoder landed
+                    encoder = _new_actor(Encoder, ENCODER_CPUS, str(node))
+                    pings = [encoder.ping.remote()]
+                    continue
+                return IOPair(decoder, encoder, str(node))
+            other = give_up() if give_up is not None else None
+            if other is not None:
+                kill_pair(decoder, encoder)
+                return other
     except BaseException:
         kill_pair(decoder, encoder)
         raise
-    return IOPair(decoder, encoder, str(node))
 
 
 def kill_pair(*actors: Any) -> None:
@@ -103,15 +115,20 @@ class IOPool:
             self._idle.clear()
             self._session = session
 
-    def acquire(self, node_id: str | None) -> IOPair:
+    def _take_idle(self, node_id: str | None) -> IOPair | None:
         with self._lock:
-            self._check_session()
             nodes = [node_id] if node_id else list(self._idle)
             for node in nodes:
                 pairs = self._idle.get(node)
                 if pairs:
                     return pairs.pop()
-        return create_pair(node_id)
+        return None
+
+    def acquire(self, node_id: str | None) -> IOPair:
+        """An idle pair on ``node_id`` (any node if ``None``), else a new one (or one freed meanwhile)."""
+        with self._lock:
+            self._check_session()
+        return self._take_idle(node_id) or create_pair(node_id, give_up=lambda: self._take_idle(node_id))
 
     def release(self, pair: IOPair, reusable: bool) -> None:
         if reusable:

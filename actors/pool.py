@@ -38,6 +38,7 @@ POOL_NAME = "bgservice-segmenter-pool"
 POOL_NAMESPACE = "bgservice"
 POOL_IDLE_SECONDS = 120.0
 MAX_START_FAILURES = 3
+MEMBER_INFO_SECONDS = 2.0
 SEGMENTER_NICENESS = 10  # Segmenters run below normal priority: starting a job never waits on them
 
 Lease = tuple[int, Any]  # (member key, Segmenter actor handle)
@@ -144,9 +145,10 @@ class SegmenterPool:
         out = []
         for m in list(self._members.values()):
             info = m.info
-            if m.ready:
+            if m.ready:  # fresh (pid and node change on restart), unless it is busy for long
                 with contextlib.suppress(Exception):
-                    info = await m.handle.info.remote()
+                    info = await asyncio.wait_for(m.handle.info.remote(), timeout=MEMBER_INFO_SECONDS)
+                    m.info = info
             out.append(MemberInfo(m.key, m.handle._actor_id.hex(), m.ready, m.outstanding, info))
         return out
 
@@ -295,6 +297,7 @@ def pool_options() -> dict[str, Any]:
         "get_if_exists": True,
         "num_cpus": POOL_MANAGER_CPUS,
         "max_restarts": -1,
+        "max_task_retries": -1,  # a lease asked of a pool that is restarting is asked again
         "max_concurrency": 1000,
     }
 

@@ -21,7 +21,8 @@ END = 1.0  # seconds of the talking head: 30 frames, audio re-encoded (a trim)
 
 
 @pytest.fixture(scope="module")
-def ray_2cpu() -> Iterator[None]:
+def ray_2cpu(s3_server: str) -> Iterator[None]:
+    """Started after the module's moto S3 so that every Ray worker sees its endpoint."""
     with local_ray(num_cpus=2):
         yield
 
@@ -85,6 +86,17 @@ def test_two_jobs_at_once_on_two_cpus(ray_2cpu: None, talking_head: str, referen
     assert lowest_cpu >= 0.35
 
 
+def test_more_jobs_than_fit_wait_their_turn_instead_of_pending_forever(
+    ray_2cpu: None, talking_head: str, work: Path
+) -> None:
+    """4 jobs on 2 CPUs: the pool (1 CPU) and 3 decoder/encoder pairs fit, the 4th takes a freed pair."""
+    settings = dag_settings(work, shard_frames=8)
+    outs = [work / f"many-{i}.mp4" for i in range(4)]
+    handles = [submit(JobSpec.build(talking_head, str(o), end=0.5), settings) for o in outs]
+    assert [h.result(timeout=240).frames for h in handles] == [15] * 4
+    assert all(o.exists() for o in outs)
+
+
 def test_short_job_is_not_starved_by_a_long_one(ray_2cpu: None, work: Path) -> None:
     from ray._private.test_utils import wait_for_condition
 
@@ -136,3 +148,33 @@ def test_cancel_stops_work_and_returns_resources(ray_2cpu: None, work: Path) -> 
     # and the pool serves the next job
     assert run_job_ray(JobSpec.build(clip, str(out), end=0.5), settings).frames > 0
     assert out.exists()
+
+
+def test_object_store_input_and_output(
+    ray_2cpu: None, s3: str, talking_head: str, reference: str, work: Path
+) -> None:
+    """s3:// in and out: decoder and encoder may run anywhere; the key is written only when done."""
+    import s3fs
+    from ray._private.test_utils import wait_for_condition
+
+    fs = s3fs.S3FileSystem()
+    fs.put_file(talking_head, f"{s3}/in/head.flv")
+    settings = dag_settings(work, shard_frames=8)
+    result = run_job_ray(
+        JobSpec.build(f"{s3}/in/head.flv", f"{s3}/out/head.mp4", colour="#1E90FF", end=END), settings
+    )
+    assert result.frames == 30
+    local = work / "from-s3.mp4"
+    fs.get_file(f"{s3}/out/head.mp4", str(local))
+    assert worst_frame_diff(str(local), reference)[0] <= 0.5
+
+    clip = synth_clip(str(work / "s3-long.mp4"), ClipSpec(width=320, height=240, duration=8))
+    fs.put_file(clip, f"{s3}/in/long.mp4")
+    handle = submit(JobSpec.build(f"{s3}/in/long.mp4", f"{s3}/out/never.mp4"), settings)
+    wait_for_condition(lambda: handle.progress()[0] > 0, timeout=120)
+    handle.cancel()
+    with pytest.raises(JobCancelled):
+        handle.result(timeout=60)
+    fs.invalidate_cache()
+    assert not fs.exists(f"{s3}/out/never.mp4")
+    assert fs.ls(f"{s3}/out") == [f"{s3[5:]}/out/head.mp4"]
