@@ -115,3 +115,25 @@ def test_user_error_in_the_decoder_keeps_its_code(ray_2cpu: None, work: Path) ->
     with pytest.raises(InvalidInput):
         run_job_ray(JobSpec.build(str(bogus), str(work / "never.mp4")), dag_settings(work))
     assert not (work / "never.mp4").exists()
+
+
+def test_pool_manager_lost_mid_job(ray_2cpu: None, clip: str, work: Path) -> None:
+    """The detached pool manager is restarted by Ray (its Segmenters with it); the job re-asks for leases."""
+    import ray
+    from ray._private import state
+
+    settings = dag_settings(work, shard_frames=4)
+    reference = work / "pool-lost-reference.mp4"
+    run_job(JobSpec.build(clip, str(reference), end=4), settings)
+    pool = get_pool(settings)
+    ray.get(pool.ready.remote())
+    out = work / "pool-lost.mp4"
+    handle = submit(JobSpec.build(clip, str(out), end=4), settings)
+    _running(handle)
+    pool_id = pool._actor_id.hex()
+    os.kill(int(state.actors(pool_id)["Pid"]), signal.SIGKILL)
+    result = handle.result(timeout=240)
+    worst, n_dag, n_ref = worst_frame_diff(str(out), str(reference))
+    assert n_dag == n_ref == result.frames == 100
+    assert worst <= 0.5
+    assert state.actors(pool_id)["NumRestarts"] >= 1
