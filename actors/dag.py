@@ -66,8 +66,13 @@ def ensure_ray() -> None:
     """Connect to the cluster at ``RAY_ADDRESS`` if set, else start a local Ray (on demand)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    else:  # a local Ray for this process: no dashboard (memory, start-up time on a laptop)
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
 
 
 def _original(exc: BaseException) -> BaseException:

@@ -70,10 +70,22 @@ def object_store_bytes(gcs_address: str) -> int:
     return int(m.group(1)) * 1024**2 if m else 0
 
 
+def role(pid: int) -> str:
+    """The Ray actor class of a process (``ray::Segmenter.process`` -> ``Segmenter``), else ``other``."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return "other"
+    if cmd.startswith("ray::"):
+        return cmd[5:].split(".")[0].strip() or "other"
+    return "other"
+
+
 @dataclass
 class Samples:
     pss: list[int] = field(default_factory=list)
     store: list[int] = field(default_factory=list)
+    by_role: dict[str, int] = field(default_factory=dict)  # peak PSS of each role
 
     @property
     def totals(self) -> list[int]:
@@ -84,7 +96,13 @@ def sample_while(run: threading.Thread, gcs_address: str, interval: float) -> Sa
     samples = Samples()
     me = os.getpid()
     while run.is_alive():
-        samples.pss.append(sum(pss_bytes(p) for p in session_pids(me)))
+        roles: dict[str, int] = {}
+        for p in session_pids(me):
+            r = role(p)
+            roles[r] = roles.get(r, 0) + pss_bytes(p)
+        for r, v in roles.items():
+            samples.by_role[r] = max(samples.by_role.get(r, 0), v)
+        samples.pss.append(sum(roles.values()))
         samples.store.append(object_store_bytes(gcs_address))
         run.join(interval)
     return samples
@@ -143,13 +161,18 @@ def main() -> None:
         result: dict[str, object] = {}
 
         def job(clip: str = clip, out: Path = out, result: dict[str, object] = result) -> None:
-            result["r"] = run_job_ray(JobSpec.build(clip, str(out)), settings)
+            try:
+                result["r"] = run_job_ray(JobSpec.build(clip, str(out)), settings)
+            except BaseException as exc:
+                result["error"] = exc
 
         t0 = time.monotonic()
         th = threading.Thread(target=job)
         th.start()
         samples = sample_while(th, gcs, args.interval)
         wall = time.monotonic() - t0
+        if "error" in result:
+            raise SystemExit(f"{name}: the job failed: {result['error']!r}")
         r = result["r"]
         frames = getattr(r, "frames", 0)
         mib = 1024**2
@@ -160,6 +183,12 @@ def main() -> None:
             f"{name:<6} {seconds:>8.1f} {frames:>7} {wall:>7.1f} {frames / wall:>6.1f} "
             f"{max(totals) / mib:>9.0f} {sum(totals) / len(totals) / mib:>9.0f} "
             f"{max(samples.pss) / mib:>9.0f} {max(samples.store) / mib:>10.0f}"
+        )
+        print(
+            "       peak PSS by process: "
+            + ", ".join(
+                f"{r} {v / mib:.0f} MiB" for r, v in sorted(samples.by_role.items(), key=lambda kv: -kv[1])
+            )
         )
         out.unlink(missing_ok=True)
     ratio = peaks["long"] / peaks["short"]
