@@ -53,9 +53,12 @@ class Matter:
         self.config = config if config is not None else MatteConfig()
         self.partner: SegmentationModel | None = None
         if self.config.ensemble:
-            # the other Selfie Segmentation variant, on the same device, unless the caller gives one
-            self.partner = partner if partner is not None else get_model(
-                ENSEMBLE_PARTNER.get(model.name, "selfie_landscape"), getattr(model, "device", "auto"))
+            # the other Selfie Segmentation variant, on the same device, unless the caller gives one (a
+            # model of another name gets no partner: the ensemble is then off)
+            if partner is not None:
+                self.partner = partner
+            elif model.name in ENSEMBLE_PARTNER:
+                self.partner = get_model(ENSEMBLE_PARTNER[model.name], getattr(model, "device", "auto"))
         cfg = self.config
         # the temporal window reads R frames on each side; their crop boxes read K more
         ctx = (cfg.temporal_radius if cfg.temporal else 0) + (cfg.crop_window if cfg.crop_pass else 0)
