@@ -11,7 +11,8 @@ skipped. Every valid line is submitted at once (up to ``--jobs``, by default as 
 hold beside the Segmenter pool); the Segmenter pool shares its actors fairly between them.
 
 Prints a summary table and writes a JSONL report (default: beside the manifest,
-``<name>.report.jsonl``), one object per line: ``line``, ``status`` (``done`` | ``failed``), ``output``,
+``<name>.report.jsonl``; manifest and report may be fsspec URLs), one object per line: ``line``,
+``status`` (``done`` | ``failed``), ``output``,
 ``duration_seconds`` (the processed video's duration), ``elapsed_seconds``, ``error_code``,
 ``error_message``. Exit status: 0 every line done, 1 some line failed, 2 the manifest cannot be read,
 130 interrupted.
@@ -48,21 +49,49 @@ class LineReport:
     error_message: str | None = None
 
 
-def default_report_path(manifest: Path) -> Path:
-    name = manifest.name[: -len(".jsonl")] if manifest.name.endswith(".jsonl") else manifest.name
-    return manifest.with_name(f"{name}.report.jsonl")
+def default_report_path(manifest: str) -> str:
+    """``<dir>/<name>.report.jsonl`` beside ``<dir>/<name>.jsonl`` (a local path or a URL)."""
+    head, sep, name = manifest.rpartition("/")
+    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
+    return f"{head}{sep}{stem}.report.jsonl"
 
 
-def read_manifest(path: Path) -> list[tuple[int, str]]:
-    """The non-blank lines with their 1-based numbers; :class:`InvalidManifest` when unreadable."""
+def read_manifest(url: str) -> list[tuple[int, str]]:
+    """The non-blank lines with their 1-based numbers; :class:`InvalidManifest` when unreadable.
+
+    ``url`` is a local path or an fsspec URL (``s3://...``: handy under ``ray job submit``).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidManifest(f"cannot read the manifest {path}: {exc}") from exc
+        if "://" in url:
+            import fsspec
+
+            with fsspec.open(url, "rb") as f:
+                data = f.read()
+        else:
+            data = Path(url).read_bytes()
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError, ValueError, ImportError) as exc:
+        raise InvalidManifest(f"cannot read the manifest {url}: {exc}") from exc
     lines = [(n, raw) for n, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
     if not lines:
-        raise InvalidManifest(f"the manifest {path} has no jobs")
+        raise InvalidManifest(f"the manifest {url} has no jobs")
     return lines
+
+
+def write_report(url: str, reports: Sequence[LineReport]) -> None:
+    """The JSONL report, written whole (a temporary file renamed, or one upload)."""
+    body = "".join(json.dumps(asdict(r)) + "\n" for r in reports).encode("utf-8")
+    if "://" in url:
+        import fsspec
+
+        with fsspec.open(url, "wb") as f:
+            f.write(body)
+        return
+    target = Path(url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(body)
+    partial.replace(target)
 
 
 def _text(value: Any, key: str) -> str | None:
@@ -205,9 +234,9 @@ def summary_table(reports: Sequence[LineReport]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bgservice.batch", description=__doc__.split("\n")[0])
-    parser.add_argument("manifest", type=Path, help="JSONL file, one job per line")
+    parser.add_argument("manifest", help="JSONL file (path or fsspec URL), one job per line")
     parser.add_argument(
-        "--report", type=Path, default=None, help="JSONL report (default: beside the manifest)"
+        "--report", default=None, help="JSONL report, path or URL (default: beside the manifest)"
     )
     parser.add_argument(
         "--jobs", type=int, default=None, help="jobs at once (default: what the cluster holds)"
@@ -218,16 +247,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidManifest as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 2
-    report_path: Path = args.report or default_report_path(args.manifest)
+    report_path: str = args.report or default_report_path(args.manifest)
     try:
         reports = run_manifest(lines, get_settings(), args.jobs)
     except KeyboardInterrupt:
         print("error: cancelled: interrupted", file=sys.stderr)
         return 130
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = report_path.with_name(f".{report_path.name}.partial")
-    partial.write_text("".join(json.dumps(asdict(r)) + "\n" for r in reports), encoding="utf-8")
-    partial.replace(report_path)
+    try:
+        write_report(report_path, reports)
+    except OSError as exc:
+        print(f"error: cannot write the report {report_path}: {exc}", file=sys.stderr)
+        print(summary_table(reports))
+        return 1
     print(summary_table(reports))
     print(f"report: {report_path}")
     return 0 if all(r.status == "done" for r in reports) else 1

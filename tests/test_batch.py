@@ -59,7 +59,8 @@ def test_lines_are_validated_like_every_other_entry_point(tmp_path: Path) -> Non
     for raw, error in cases:
         with pytest.raises(error):
             parse_line(raw)
-    assert default_report_path(Path("/x/jobs.jsonl")) == Path("/x/jobs.report.jsonl")
+    assert default_report_path("/x/jobs.jsonl") == "/x/jobs.report.jsonl"
+    assert default_report_path("s3://b/m/jobs.jsonl") == "s3://b/m/jobs.report.jsonl"
 
 
 def test_unreadable_manifest_exits_2(tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_manifest_with_one_bad_line_runs_the_rest_and_exits_1(
 
     proc = _batch(str(manifest), env={"RAY_ADDRESS": ray_address})
     assert proc.returncode == 1, proc.stderr[-3000:]
-    report = [json.loads(row) for row in default_report_path(manifest).read_text().splitlines()]
+    report = [json.loads(row) for row in Path(default_report_path(str(manifest))).read_text().splitlines()]
     assert [(r["line"], r["status"], r["error_code"]) for r in report] == [
         (1, "done", None),
         (2, "failed", "invalid_background"),
