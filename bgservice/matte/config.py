@@ -22,7 +22,7 @@ class MatteConfig:
     guided_eps: float = 3e-4  # regularisation (guide in 0..1 units, squared)
     sharpen: float = 2.0  # contrast gain applied after the guided filter (1 = none) ...
     sharpen_center: float = 0.5  # ... around this level (mapped to 0.5)
-    detail: float = 0.5  # weight of the frame's full-resolution detail added to the smoothed matte
+    detail: float = 0.3  # weight of the frame's full-resolution detail added to the smoothed matte
     # temporal smoothing of the work-grid mattes over a finite window of neighbour frames
     temporal: bool = True
     temporal_radius: int = 4  # frames on each side -> Matter.context_before / context_after
@@ -33,7 +33,7 @@ class MatteConfig:
     crop_pass: bool = True
     crop_max_fraction: float = 0.5  # crop pass when a subject's box is under this share of the frame
     crop_margin: float = 0.15  # box enlarged by this share of its size on each side
-    crop_threshold: float = 0.2  # mask level that defines a subject's component (low: keep faint limbs)
+    crop_threshold: float = 0.1  # mask level that defines a subject's component (low: keep faint limbs)
     crop_aspect: float = 0.75  # each side at least this share of the other (the model squeezes to square)
     crop_window: int = 1  # a frame's crop box covers the subject's boxes in frames t-K..t+K
     # on crops: the main model averaged with its mirrored run (the landscape partner distorts portrait crops)
