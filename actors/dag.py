@@ -69,10 +69,11 @@ def ensure_ray() -> None:
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS") or None
+    # ERROR: the CLI's stderr is one line on failure; Ray's start-up notices go to its own log files.
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:  # a local Ray for this process: no dashboard (memory, start-up time on a laptop)
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
 
 def _original(exc: BaseException) -> BaseException:
@@ -413,9 +414,7 @@ class _JobRun:
 
         h = self.h
         try:
-            if self.pool is not None:
-                for key in self.leases.values():
-                    self.pool.release.remote(key, h.job_id)
+            if self.pool is not None:  # returns every lease the job holds, even one granted just now
                 self.pool.forget_job.remote(h.job_id)
             self.leases.clear()
             if not ok:

@@ -21,7 +21,7 @@ from bgservice.settings import Settings, get_settings
 from bgservice.spec import JobSpec
 
 ENGINES = ("ray", "local")
-DEFAULT_ENGINE = "local"
+DEFAULT_ENGINE = "ray"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     bg.add_argument("--background-image", metavar="PATH_OR_URL", help="JPEG/PNG/WebP stretched to the frame")
     p.add_argument("--start", metavar="T", help="trim start: seconds (12.5) or [hh:]mm:ss(.fff)")
     p.add_argument("--end", metavar="T", help="trim end (clamped to the video's end)")
-    p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help=f"default: {DEFAULT_ENGINE}")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=DEFAULT_ENGINE,
+        help="ray: the job as a Ray DAG on the cluster at RAY_ADDRESS, else a local Ray started on demand "
+        "(default); local: everything in this process",
+    )
     p.add_argument("--crf", type=int, help="x264 CRF (default: BGSERVICE_CRF or 18)")
     p.add_argument("--preset", help="x264 preset (default: BGSERVICE_PRESET or veryfast)")
     p.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")

@@ -28,7 +28,11 @@ TALKING_HEAD = "talking_head_cremad_1001_DFA_NEU_XX.flv"
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess; ``--engine local`` unless the test names an engine (the DAG has its own)."""
     full_env = {**os.environ, **(env or {})}
+    if args and args[0] == "process" and "--engine" not in args and "--default-engine" not in args:
+        args = (*args, "--engine", "local")
+    args = tuple(a for a in args if a != "--default-engine")
     return subprocess.run(
         [sys.executable, "-m", "bgservice", *args],
         capture_output=True,
@@ -290,3 +294,22 @@ def test_ctrl_c_exits_130_and_leaves_nothing(videos: Path, tmp_path: Path) -> No
     assert not out.exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
     assert not any(scratch.iterdir())
+
+
+def test_default_engine_is_the_ray_dag_and_gives_the_same_frames(
+    talking_head_blue: tuple[Path, Path], tmp_path: Path
+) -> None:
+    src, local_out = talking_head_blue
+    out = tmp_path / "ray.mp4"
+    done = run_cli("process", str(src), "-o", str(out), "--background", "#1E90FF", "--default-engine")
+    assert done.returncode == 0, done.stderr
+    produced, reference = list(frames(str(out))), list(frames(str(local_out)))
+    assert len(produced) == len(reference)
+    worst = max(
+        np.abs(a.astype(np.float32) - b.astype(np.float32)).mean()
+        for a, b in zip(produced, reference, strict=True)
+    )
+    assert worst <= 0.5
+    bad = run_cli("process", str(src), "-o", str(out), "--start", "99", "--default-engine")
+    assert bad.returncode == 2
+    assert _error_line(bad).startswith("error: invalid_trim: ")
