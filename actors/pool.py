@@ -50,6 +50,7 @@ class _Member:
     handle: Any
     ready: bool = False
     outstanding: int = 0
+    jobs: dict[str, int] = field(default_factory=dict)  # leases held per job
     last_used: float = field(default_factory=time.monotonic)
     info: SegmenterInfo | None = None
 
@@ -112,13 +113,17 @@ class SegmenterPool:
         self._maybe_grow()
         return await fut
 
-    def release(self, key: int, job_id: str = "") -> None:
-        if self._held.get(job_id, 0) > 0:
-            self._held[job_id] -= 1
+    def release(self, key: int, job_id: str) -> None:
+        """``job_id`` is done with one lease of Segmenter ``key`` (ignored if the job was forgotten)."""
         member = self._members.get(key)
-        if member is not None and member.outstanding > 0:
+        if member is not None and member.jobs.get(job_id, 0) > 0:
+            member.jobs[job_id] -= 1
+            if not member.jobs[job_id]:
+                del member.jobs[job_id]
             member.outstanding -= 1
             member.last_used = time.monotonic()
+        if self._held.get(job_id, 0) > 0:
+            self._held[job_id] -= 1
         self._dispatch()
         self._maybe_shrink()
 
@@ -126,18 +131,25 @@ class SegmenterPool:
         """A job found this Segmenter dead for good: forget it and keep the pool at its minimum."""
         member = self._members.pop(key, None)
         if member is not None:
+            for job_id, n in member.jobs.items():
+                if job_id in self._held:
+                    self._held[job_id] = max(0, self._held[job_id] - n)
             self._kill(member)
         self._top_up()
         self._dispatch()
 
     def forget_job(self, job_id: str) -> None:
-        """The job is over (done, failed, cancelled): its waiting lease requests get ``None``."""
+        """The job is over (done, failed, cancelled): its waiting lease requests get ``None`` and every
+        lease it still holds returns to the pool (including one granted while the job was ending)."""
         self._held.pop(job_id, None)
         for fut in self._waiting.pop(job_id, deque()):
             if not fut.done():
                 fut.set_result(None)
         with contextlib.suppress(ValueError):
             self._order.remove(job_id)
+        for m in self._members.values():
+            m.outstanding -= m.jobs.pop(job_id, 0)
+        self._dispatch()
 
     async def members(self) -> list[MemberInfo]:
         """Every Segmenter with its Ray actor id, pid, node and load (operators, tests)."""
@@ -253,6 +265,7 @@ class SegmenterPool:
                 return
             fut = self._waiting[job_id].popleft()
             self._held[job_id] = self._held.get(job_id, 0) + 1
+            member.jobs[job_id] = member.jobs.get(job_id, 0) + 1
             member.outstanding += 1
             member.last_used = time.monotonic()
             fut.set_result((member.key, member.handle))
