@@ -79,9 +79,18 @@ def _run(spec: JobSpec, settings: Settings, engine: str, progress: ProgressFn) -
         from bgservice.pipeline import run_job
 
         return run_job(spec, settings, progress=progress)
+    import ray
+
     from actors.dag import run_job_ray
 
-    return run_job_ray(spec, settings, progress=progress)
+    started_here = not ray.is_initialized()
+    try:
+        return run_job_ray(spec, settings, progress=progress)
+    finally:
+        if started_here and ray.is_initialized():
+            # Disconnect (and stop a Ray this command started) before the interpreter exits: leaving
+            # it to atexit after an interrupt can crash the process instead of exiting with 130.
+            ray.shutdown()
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -255,7 +255,8 @@ def test_trimmed_duration_within_limit_is_accepted(videos: Path, tmp_path: Path)
     assert done.returncode == 0, done.stderr
 
 
-def test_ctrl_c_exits_130_and_leaves_nothing(videos: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_ctrl_c_exits_130_and_leaves_nothing(engine: str, videos: Path, tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     out = tmp_path / "out" / "long.mp4"
     proc = subprocess.Popen(
@@ -268,7 +269,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(videos: Path, tmp_path: Path) -> No
             "-o",
             str(out),
             "--engine",
-            "local",
+            engine,
         ],
         env={**os.environ, "BGSERVICE_TMP_DIR": str(scratch)},
         stdout=subprocess.PIPE,
@@ -285,7 +286,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(videos: Path, tmp_path: Path) -> No
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.05)
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
