@@ -79,6 +79,7 @@ class SegmenterPool:
         self._started = False
         self._starting = 0
         self._ready_event: asyncio.Event | None = None
+        self._any_ready: asyncio.Event | None = None
         self._failures = 0  # Segmenters in a row that failed to start
         self._broken: str | None = None  # why the pool gave up starting Segmenters
 
@@ -96,6 +97,8 @@ class SegmenterPool:
             why, self._broken = self._broken, None
             self._failures = 0
             self._ready_event.clear()
+            if self._any_ready is not None and not any(m.ready for m in self._members.values()):
+                self._any_ready.clear()
             self._top_up()
             raise InternalError(f"Segmenters cannot start: {why}")
         return sum(m.ready for m in self._members.values())
@@ -165,8 +168,15 @@ class SegmenterPool:
         return out
 
     async def context(self) -> tuple[int, int]:
-        """Context frames a shard needs before and after it (the matte's temporal window)."""
-        await self.ready()
+        """Context frames a shard needs before and after it (the matte's temporal window).
+
+        Answers as soon as one Segmenter is up: a job can start while the rest of the pool loads.
+        """
+        self._ensure_started()
+        assert self._any_ready is not None
+        await self._any_ready.wait()
+        if self._broken:
+            await self.ready()  # raises the reason
         for m in self._members.values():
             if m.info is not None:
                 return m.info.context_before, m.info.context_after
@@ -187,6 +197,7 @@ class SegmenterPool:
             return
         self._started = True
         self._ready_event = asyncio.Event()
+        self._any_ready = asyncio.Event()
         for _ in range(self._settings.pool_min):
             self._start_member()
 
@@ -214,6 +225,8 @@ class SegmenterPool:
         finally:
             self._starting -= 1
         ready = sum(m.ready for m in self._members.values())
+        if self._any_ready is not None and (ready or self._broken):
+            self._any_ready.set()
         if self._ready_event is not None and (
             self._broken or ready >= min(self._settings.pool_min, len(self._members))
         ):
