@@ -1,8 +1,9 @@
 """Segmentation models behind one small interface, chosen by name.
 
-``get_model("selfie" | "selfie_landscape", device="auto" | "cpu" | "cuda")`` returns a
+``get_model("selfie" | "selfie_landscape" | "pose_full", device="auto" | "cpu" | "cuda")`` returns a
 :class:`SegmentationModel`: uint8 RGB frames ``[N, H, W, 3]`` in, float32 person probability
-``[N, h, w]`` out at the model's own resolution.
+``[N, h, w]`` out at the model's own resolution. "pose_full" (MediaPipe Pose) is for crops around one
+person, not whole frames.
 """
 
 from bgservice.models.base import SegmentationModel

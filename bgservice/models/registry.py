@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 
 from bgservice.models.base import SegmentationModel
+from bgservice.models.pose import PoseSegmentation
 from bgservice.models.selfie import OnnxSelfieModel, SelfieSegmentation, SelfieSegmentationLandscape
 
 MODELS: dict[str, type[OnnxSelfieModel]] = {
     SelfieSegmentation.name: SelfieSegmentation,
     SelfieSegmentationLandscape.name: SelfieSegmentationLandscape,
+    PoseSegmentation.name: PoseSegmentation,  # for crops around one person (the matte's crop pass)
 }
 
 _cache: dict[tuple[str, str], SegmentationModel] = {}
