@@ -48,11 +48,17 @@ def estimate_foreground(frame: U8, alpha: F32, out: U8, band: Band, image_small:
     s = max(1.0, float(scale))
     r1 = max(1, round(radii[0] / s))
     r2 = max(1, round(radii[1] / s))
+    # only the band's pixels with 0 < alpha < 1 (where alpha is 1 the estimate is the frame, which ``out``
+    # already holds; where it is 0 the colour is composited away)
+    a_band = alpha[band.rows, band.cols]
+    keep = np.flatnonzero((a_band > 0.0) & (a_band < 1.0))
+    if keep.size == 0:
+        return
     f_bar, b_bar = blur_fusion_fields(image_small, alpha_small, r1, r2)
-    fb = band.sample(f_bar)
-    bb = band.sample(b_bar)
-    rows, cols = band.rows, band.cols
-    a = alpha[rows, cols][:, None]
+    fb = band.sample(f_bar)[keep]
+    bb = band.sample(b_bar)[keep]
+    rows, cols = band.rows[keep], band.cols[keep]
+    a = a_band[keep][:, None]
     i = frame[rows, cols].astype(np.float32)
     i *= np.float32(1.0 / 255.0)
     f = fb + a * (i - a * fb - (1.0 - a) * bb)
