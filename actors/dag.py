@@ -72,8 +72,10 @@ def ensure_ray() -> None:
     # ERROR: the CLI's stderr is one line on failure; Ray's start-up notices go to its own log files.
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-    else:  # a local Ray for this process: no dashboard (memory, start-up time on a laptop)
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    else:
+        # A new local Ray for this process (never an unrelated cluster some other process left
+        # running: that is what RAY_ADDRESS is for); no dashboard (memory, start-up time on a laptop).
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
 
 def _original(exc: BaseException) -> BaseException:

@@ -24,6 +24,7 @@ def local_ray(num_cpus: int, **kwargs: Any) -> Iterator[None]:
     from actors.pool import shutdown_pool
 
     ray.init(
+        address="local",  # a fresh Ray for this module, never a cluster another process left running
         num_cpus=num_cpus,
         include_dashboard=False,
         log_to_driver=False,
