@@ -11,7 +11,7 @@
     │   ├── InvalidBackground           invalid_background        bad hex colour, colour and image together
     │   ├── InvalidBackgroundImage      invalid_background_image  unreadable or unsupported image
     │   ├── InputTooLarge               input_too_large           over a BGSERVICE_MAX_* limit
-    │   ├── InvalidOutput               invalid_output            output URL unusable (a directory, unknown scheme)
+    │   ├── InvalidOutput               invalid_output            unusable output (a directory, unknown URL)
     │   └── InvalidManifest             invalid_manifest          a batch manifest or line that cannot be read
     ├── InternalError                   internal                  anything unexpected
     ├── DecodeFailed                    decode_failed             the decoder stage died (process lost, ...)
