@@ -1,8 +1,8 @@
 """Probe an input video with PyAV (no ffprobe needed) and resolve the trim window.
 
 What :func:`probe` guarantees when it returns: the path is a plain, non-empty local file within the size
-limit; it holds a video stream whose first and last frames decode (with PyAV and with decord, the decoder
-the job uses), so empty files, text, audio-only files, truncated or corrupt files and codecs nobody can
+limit; it holds a video stream whose first and last frames decode (with PyAV, the decoder the job uses),
+so empty files, text, audio-only files, truncated or corrupt files and codecs nobody can
 decode are refused up front with :class:`InvalidInput` instead of failing half-way through a job.
 
 Sizes. ``width`` x ``height`` is the size as displayed: the display matrix (phone videos) is applied.
@@ -16,6 +16,7 @@ untagged); :mod:`bgservice.media.decode` uses them to decode with the right matr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -25,7 +26,6 @@ from typing import cast
 
 import av
 import av.container
-import decord
 import numpy as np
 from av.sidedata.sidedata import SideDataContainer
 
@@ -95,7 +95,7 @@ def display_matrix_signs(frame: av.VideoFrame) -> tuple[int, int, int, int]:
 def rotation_cw(signs: tuple[int, int, int, int]) -> int:
     """Clockwise degrees of the rotation part of the display matrix (flips aside): 0, 90, 180, 270."""
     a, b, _c, _d = signs
-    # av_display_rotation_get (what decord applies) reports -atan2(b, a) counter-clockwise
+    # av_display_rotation_get (what ffmpeg's autorotate applies) reports -atan2(b, a) counter-clockwise
     return round(math.degrees(math.atan2(b, a))) % 360
 
 
@@ -106,24 +106,28 @@ def _colour_tags(frame: av.VideoFrame, pix_fmt: str) -> tuple[str, str]:
     return space, color_range
 
 
-def _decord_check(path: str, frame_count: int) -> None:
-    """Decode the first and the last frame with decord, the decoder the job uses."""
+def _last_frame_check(path: str, times: FrameTimes) -> None:
+    """Decode the last frame the way the job will reach it (seek to its keyframe, decode forward)."""
+    last = int(times.pts[-1])
     try:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
-    except Exception as exc:  # decord raises RuntimeError / DECORDError with ffmpeg's log
-        raise InvalidInput(f"the video cannot be decoded: {describe(exc, path)}") from exc
+        container = av.open(path)
+    except (av.FFmpegError, OSError) as exc:
+        raise InvalidInput(f"not a video file ({describe(exc, path)})") from exc
     try:
-        n = len(reader)
-        if n <= 0:
-            raise InvalidInput("the video stream has no frames")
-        for index in sorted({0, n - 1, min(frame_count, n) - 1}):
-            reader[index].asnumpy()
-    except InvalidInput:
-        raise
-    except Exception as exc:
+        stream = pick_video_stream(container)
+        if stream is None:
+            raise InvalidInput("no video stream in the input")
+        stream.thread_type = "AUTO"
+        with contextlib.suppress(av.FFmpegError):  # cannot seek: decode from the start
+            container.seek(last, stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            if frame.pts is not None and frame.pts >= last:
+                return
+    except (av.FFmpegError, ValueError) as exc:
         raise InvalidInput(f"corrupt or truncated video: {describe(exc, path)}") from exc
     finally:
-        del reader
+        container.close()
+    raise InvalidInput("corrupt or truncated video: the last frame does not decode")
 
 
 def probe(path: str, settings: Settings) -> VideoInfo:
@@ -182,7 +186,7 @@ def _probe_container(
 
     times = read_frame_times(path)
     _check_complete(times)
-    _decord_check(path, len(times))
+    _last_frame_check(path, times)
 
     tb = times.time_base
     duration = float(times.duration_units * tb)
