@@ -49,6 +49,7 @@ def configs() -> dict[str, MatteConfig]:
         "- temporal": replace(full, temporal=False),
         "- fusion": replace(full, fusion=False),
         "- crop pass": replace(full, crop_pass=False),
+        "- pose crop model": replace(full, crop_model=""),  # the crop pass on the main model (+ mirror)
         "- ensemble": replace(full, ensemble=False),
     }
 
@@ -218,7 +219,7 @@ class Replay:
 
 
 def timing_1080p(model: SegmentationModel, partner: SegmentationModel, clip: Clip, n: int = 48,
-                 repeats: int = 3) -> list[str]:
+                 repeats: int = 3, crop_model: SegmentationModel | None = None) -> list[str]:
     """ms per 1080p frame on ``n`` frames upscaled to 1920x1080, shards of 32 (the pipeline's default)
     with their context frames, best of ``repeats``.
 
@@ -230,23 +231,24 @@ def timing_1080p(model: SegmentationModel, partner: SegmentationModel, clip: Cli
     """
     frames = [cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_LINEAR) for f in clip.frames[:n]]
     plate = np.full((1080, 1920, 3), PLATE_RGB, np.uint8)
+    crop_model = crop_model or get_model(MatteConfig().crop_model or model.name, "cpu")
     lines = []
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
         for name, cfg in configs().items():
-            tm, tp = Replay(model), Replay(partner)
-            matter = Matter(tm, cfg, partner=tp)
+            tm, tp, tc = Replay(model), Replay(partner), Replay(crop_model)
+            matter = Matter(tm, cfg, partner=tp, crop_model=tc if cfg.crop_model else None)
             alphas: list[F32] = []
             fgs: list[U8] = []
             for fr, be, af in shards(frames, 32, matter.context_before, matter.context_after):
                 a, fg = matter(fr, be, af)
                 alphas.extend(a)
                 fgs.extend(fg)
-            tm.replaying = tp.replaying = True
+            tm.replaying = tp.replaying = tc.replaying = True
             best_r, best_c = float("inf"), float("inf")
             for _ in range(repeats):
-                tm.pos = tp.pos = 0
+                tm.pos = tp.pos = tc.pos = 0
                 c0 = time.process_time()
                 for fr, be, af in shards(frames, 32, matter.context_before, matter.context_after):
                     matter(fr, be, af)
@@ -256,7 +258,7 @@ def timing_1080p(model: SegmentationModel, partner: SegmentationModel, clip: Cli
                     composite(f[None], a[None], plate)
                 best_c = min(best_c, time.process_time() - c1)
             k = 1e3 / len(frames)
-            model_ms = (tm.spent + tp.spent) * k
+            model_ms = (tm.spent + tp.spent + tc.spent) * k
             lines.append(f"| {name} | {best_r * k:.1f} | {best_c * k:.1f} | {model_ms:.1f} |")
     finally:
         cv2.setNumThreads(threads)

@@ -36,7 +36,14 @@ class MatteConfig:
     crop_threshold: float = 0.1  # mask level that defines a subject's component (low: keep faint limbs)
     crop_aspect: float = 0.75  # each side at least this share of the other (the model squeezes to square)
     crop_window: int = 1  # a frame's crop box covers the subject's boxes in frames t-K..t+K
-    # on crops: the main model averaged with its mirrored run (the landscape partner distorts portrait crops)
+    # the crop pass's model: "pose_full" (MediaPipe Pose's person segmentation, trained on whole bodies) sees
+    # a square of ``crop_context`` x the box's long side centred on the box (black beyond the frame, as
+    # MediaPipe's pose ROI), its mask is cut back to the box; where it finds nobody (pose presence < 0.9),
+    # or with "", the main model runs on the box itself (boxes under crop_max_fraction only)
+    crop_model: str = "pose_full"
+    crop_context: float = 1.3
+    crop_model_max_fraction: float = 0.8  # the crop model also runs on boxes up to this share of the frame
+    # main model on crops: averaged with its mirrored run (the landscape partner distorts portrait crops)
     crop_flip: bool = True
     # ensemble: geometric mean with the other Selfie Segmentation variant (general <-> landscape): a pixel
     # is a person only where both models agree, which removes most false positives on busy backgrounds

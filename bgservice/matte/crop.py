@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bgservice.matte._types import F32
+from bgservice.matte._types import F32, U8, f32
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,40 @@ def small_boxes(boxes: list[Box], frame_hw: tuple[int, int], max_fraction: float
     fh, fw = frame_hw
     return [b for b in boxes
             if b.area < max_fraction * fh * fw and b.y1 - b.y0 >= 16 and b.x1 - b.x0 >= 16]
+
+
+def context_square(box: Box, context: float) -> Box:
+    """A square of side ``context`` x the box's long side, centred on the box (in frame pixels; it may
+    reach beyond the frame, as MediaPipe's pose ROI does): what a crop model that wants one whole person
+    in a square input sees around a subject's box."""
+    side = max(2, round(max(box.y1 - box.y0, box.x1 - box.x0) * context))
+    y0 = round((box.y0 + box.y1 - side) / 2)
+    x0 = round((box.x0 + box.x1 - side) / 2)
+    return Box(y0, x0, y0 + side, x0 + side)
+
+
+def cut_square(frame: U8, square: Box) -> U8:
+    """The pixels of ``square`` (a fresh contiguous array), black where it reaches beyond the frame."""
+    fh, fw = frame.shape[:2]
+    out = np.zeros((square.y1 - square.y0, square.x1 - square.x0, 3), np.uint8)
+    y0, y1 = max(0, square.y0), min(fh, square.y1)
+    x0, x1 = max(0, square.x0), min(fw, square.x1)
+    if y1 > y0 and x1 > x0:
+        out[y0 - square.y0:y1 - square.y0, x0 - square.x0:x1 - square.x0] = frame[y0:y1, x0:x1]
+    return out
+
+
+def box_from_square(mask: F32, square: Box, box: Box) -> F32:
+    """The part of ``mask`` (covering ``square``, at any resolution) under ``box``, at that resolution
+    (pixel-centre aligned bilinear resampling; ``paste_crops`` takes it from there)."""
+    mh, mw = mask.shape
+    sy, sx = mh / (square.y1 - square.y0), mw / (square.x1 - square.x0)
+    h = max(2, round((box.y1 - box.y0) * sy))
+    w = max(2, round((box.x1 - box.x0) * sx))
+    shift = np.array([[1.0, 0.0, (box.x0 - square.x0) * sx], [0.0, 1.0, (box.y0 - square.y0) * sy]],
+                     np.float32)
+    return f32(cv2.warpAffine(mask, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE))
 
 
 def paste_crops(work: F32, frame_hw: tuple[int, int], boxes: list[Box], crop_masks: list[F32]) -> F32:

@@ -11,7 +11,16 @@ import numpy as np
 
 from bgservice.matte._types import F32, U8, f32, resize
 from bgservice.matte.config import MatteConfig
-from bgservice.matte.crop import merge_boxes, paste_crops, small_boxes, subject_boxes
+from bgservice.matte.crop import (
+    Box,
+    box_from_square,
+    context_square,
+    cut_square,
+    merge_boxes,
+    paste_crops,
+    small_boxes,
+    subject_boxes,
+)
 from bgservice.matte.fusion import estimate_foreground
 from bgservice.matte.guided import apply_coefficients, guided_coefficients, upsample_matte
 from bgservice.matte.temporal import temporal_smooth
@@ -48,7 +57,8 @@ class Matter:
     """
 
     def __init__(self, model: SegmentationModel, config: MatteConfig | None = None, *,
-                 partner: SegmentationModel | None = None) -> None:
+                 partner: SegmentationModel | None = None,
+                 crop_model: SegmentationModel | None = None) -> None:
         self.model = model
         self.config = config if config is not None else MatteConfig()
         self.partner: SegmentationModel | None = None
@@ -60,6 +70,10 @@ class Matter:
             elif model.name in ENSEMBLE_PARTNER:
                 self.partner = get_model(ENSEMBLE_PARTNER[model.name], getattr(model, "device", "auto"))
         cfg = self.config
+        # the crop pass's model (config.crop_model on the main model's device), unless the caller gives one
+        self.crop_model: SegmentationModel | None = None
+        if cfg.crop_pass and cfg.crop_model:
+            self.crop_model = crop_model or get_model(cfg.crop_model, getattr(model, "device", "auto"))
         # the temporal window reads R frames on each side; their crop boxes read K more
         ctx = (cfg.temporal_radius if cfg.temporal else 0) + (cfg.crop_window if cfg.crop_pass else 0)
         self.context_before = ctx
@@ -78,9 +92,20 @@ class Matter:
             np.sqrt(masks, out=masks)
         return masks
 
-    def _segment_crop(self, crop: U8) -> F32:
-        """Person probability of one crop (a view into a frame): main model, averaged with its mirror."""
-        batch = np.ascontiguousarray(crop)[None]
+    def _segment_crop(self, frame: U8, box: Box) -> F32 | None:
+        """Person probability over ``box`` of ``frame``: the crop model on a square around it, cut back to
+        the box; without a crop model, or where it finds nobody (an all-zero mask: pose_full presence < 0.9),
+        the main model on the box itself, averaged with its mirror -- only for a box under
+        ``crop_max_fraction`` of the frame (else None: the first pass stays)."""
+        cfg = self.config
+        if self.crop_model is not None:
+            square = context_square(box, cfg.crop_context)
+            found = f32(self.crop_model.predict(cut_square(frame, square)[None]))[0]
+            if float(found.max()) >= 0.5:
+                return box_from_square(found, square, box)
+        if box.area >= cfg.crop_max_fraction * frame.shape[0] * frame.shape[1]:
+            return None
+        batch = np.ascontiguousarray(frame[box.y0:box.y1, box.x0:box.x1])[None]
         mask: F32 = f32(self.model.predict(batch))[0]
         if self.config.crop_flip:
             mirrored = f32(self.model.predict(np.ascontiguousarray(batch[:, :, ::-1])))[0]
@@ -143,11 +168,13 @@ class Matter:
         for j in range(lo, hi):
             masks[j] = cv2.resize(low[j], (geo.work_w, geo.work_h), interpolation=cv2.INTER_LINEAR)
             near = [b for jj in range(max(0, j - k), min(total, j + k + 1)) for b in boxes[jj]]
-            crops_at = small_boxes(merge_boxes(near), (h, w), cfg.crop_max_fraction)
+            max_fraction = max(cfg.crop_max_fraction, cfg.crop_model_max_fraction if self.crop_model else 0.0)
+            crops_at = small_boxes(merge_boxes(near), (h, w), max_fraction)
             if crops_at:
                 frame = frame_at(j)
-                crops = [self._segment_crop(frame[b.y0:b.y1, b.x0:b.x1]) for b in crops_at]
-                paste_crops(masks[j], (h, w), crops_at, crops)
+                found = [(b, self._segment_crop(frame, b)) for b in crops_at]
+                kept = [(b, m) for b, m in found if m is not None]
+                paste_crops(masks[j], (h, w), [b for b, _ in kept], [m for _, m in kept])
 
         # 1. edge-aware filter of every mask on the work grid (context frames too: the window needs them)
         radius = max(1, round(cfg.guided_radius * geo.work_w / self.model.input_size[1]))
