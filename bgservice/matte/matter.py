@@ -1,5 +1,19 @@
-"""The matte for a shard of frames: model -> crop pass -> temporal smoothing -> guided upsampling ->
-foreground colour. Each step is a pure function in its own module; this class only sequences them.
+"""The matte for a shard of frames. Each step is a pure function in its own module; this class only
+sequences them:
+
+1. models: the frame halved while its long side stays >= 480 px, through MediaPipe Selfie Segmentation
+   general and landscape, geometric mean (``ensemble``);
+2. crop pass (``crop.py``): subjects under 80 % of the frame run again on a crop of the full frame
+   (MediaPipe Pose's person segmentation, ``pose_full``, on a square around the subject; the main model
+   and its mirror on the box where pose finds nobody), pasted into the mask on the 320-px work grid;
+3. guided filter (``guided.py``): colour fast guided filter on the work grid;
+4. temporal smoothing (``temporal.py``): motion-aware window of +-R frames over the filtered work grid;
+5. full resolution (``guided.upsample_matte``): bilinear everywhere, the frame's own detail (a . I + b)
+   in the uncertain band, contrast curve;
+6. foreground colour (``fusion.py``): blur fusion in the uncertain band.
+
+Context: the temporal window reads R frames each side and their crop boxes K more, so
+``context_before = context_after = R + K`` (5 by default); frames beyond what is needed are ignored.
 """
 
 from __future__ import annotations
@@ -52,8 +66,12 @@ class Geometry:
 class Matter:
     """Alpha matte and foreground colour for consecutive frames, given context frames around them.
 
-    ``context_before`` / ``context_after`` frames on each side are what the temporal window needs; given
-    them, the result for a frame is the same wherever the video is cut into shards.
+    ``context_before`` / ``context_after`` frames on each side are what the temporal window (and the
+    crop boxes of the frames at its edges) need; given them, the result for a frame is the same wherever
+    the video is cut into shards. At the start / end of a video fewer are given, the same as unsharded.
+    ``partner``: the ensemble's second model (default: the other Selfie Segmentation variant loaded on
+    the same device; none for models outside that pair). ``crop_model``: the crop pass's model (default:
+    ``config.crop_model`` from the registry, same device).
     """
 
     def __init__(self, model: SegmentationModel, config: MatteConfig | None = None, *,
