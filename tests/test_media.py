@@ -7,7 +7,8 @@ timestamps, duration, audio, orientation and colours measured in pixels.
 from __future__ import annotations
 
 import itertools
-import tracemalloc
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -199,6 +200,39 @@ def test_window_is_frame_accurate_by_timestamp(media_factory: MediaFactory) -> N
     assert np.array_equal(frames, everything[12:24])
 
 
+def check_window_after_seek(path: Path, start: float, end: float) -> None:
+    """A trimmed window (the reader seeks to its keyframe) holds exactly the frames a full read has at
+    the same timestamps."""
+    info = probe(str(path), S)
+    i0, i1 = read_frame_times(str(path)).window(start, end)
+    frames, pts = read_all(path, info, resolve_trim(info, start, end, S))
+    expected: list[np.ndarray] = []
+    with FrameReader(str(path), info, resolve_trim(info, None, None, S), chunk_frames=16) as reader:
+        for shard in reader.shards(32):
+            expected.extend(shard.frames[max(i0 - shard.start, 0) : max(i1 - shard.start, 0)])
+        expected_pts = reader.pts[i0:i1] - reader.pts[i0]
+    assert len(frames) == i1 - i0 > 0
+    assert np.array_equal(frames, np.stack(expected))
+    assert np.array_equal(pts, expected_pts)
+
+
+@pytest.mark.parametrize(
+    ("kind", "start", "end"), [("long", 15.3, 16.0), ("vp9", 0.37, 0.81), ("mpeg4", 0.5, 0.9)]
+)
+def test_trimmed_window_after_a_seek(
+    media_factory: MediaFactory, kind: str, start: float, end: float
+) -> None:
+    path = media_factory.long_clip(30.0) if kind == "long" else getattr(media_factory, kind)()
+    check_window_after_seek(path, start, end)
+
+
+@pytest.mark.parametrize(
+    "name", ["talking_head_cremad_1001_DFA_ANG_XX.flv", "several_people_walking_vtest_768x576.avi"]
+)
+def test_real_trimmed_window_after_a_seek(videos: Path, name: str) -> None:
+    check_window_after_seek(videos / name, 1.3, 2.1)
+
+
 def test_vfr_timestamps_are_exact(media_factory: MediaFactory) -> None:
     path = media_factory.vfr()
     info = probe(str(path), S)
@@ -236,7 +270,21 @@ def test_other_codecs_decode(media_factory: MediaFactory, kind: str) -> None:
     frames, pts = read_all(path, info, resolve_trim(info, None, None, S))
     assert frames.dtype == np.uint8 and frames.shape == (25, 240, 320, 3)
     ref = reference_frames(str(path), 320, 240, 1)[0]
-    assert np.abs(frames[0].astype(np.int16) - ref).mean() < 1.5
+    error = np.abs(frames[0].astype(np.int16) - ref).mean()
+    if kind != "hevc10":
+        assert error < 1.5
+    else:
+        # ffmpeg's own 10-bit -> rgb24 path is ~1 level low and upsamples chroma differently (2.5
+        # levels mean difference on testsrc2's sharp colour edges): the right picture, but the exact
+        # reference is the frame's own 10-bit planes, converted in float with MPEG chroma siting
+        assert error < 3.0
+        with av.open(str(path)) as c:
+            first = next(c.decode(video=0))
+        exact = exact_rgb(first, "bt601", full_range=False, chroma="bilinear")
+        diff = frames[0].astype(np.float32) - exact
+        mae, bias = np.abs(diff).mean(), np.abs(diff.mean(axis=(0, 1))).max()
+        print(f"hevc10 vs exact float: MAE {mae:.2f}, bias {bias:.2f}; vs ffmpeg CLI {error:.2f}")
+        assert mae < 0.5 and bias < 0.3, (mae, bias)
     assert len(np.unique(pts)) == 25
 
 
@@ -246,7 +294,7 @@ COLOUR_CASES = [
     ("bt601", "tv", True, False, "libx264"),
     ("bt709", "pc", True, True, "libx264"),
     ("bt601", "tv", False, False, "libx264"),  # untagged SD: BT.601
-    ("bt709", "tv", False, True, "libx264"),  # untagged HD: BT.709 (decord alone would use BT.601)
+    ("bt709", "tv", False, True, "libx264"),  # untagged HD: BT.709 (swscale's default would be BT.601)
     ("bt709", "tv", True, True, "libx265"),  # 10-bit HEVC
 ]
 
@@ -416,7 +464,23 @@ def test_real_odd_formats_decode(
     check_output(out, size=size, frames=len(times), duration=2.0, audio=info.audio is not None)
 
 
-def exact_rgb(frame: av.VideoFrame, matrix: str, full_range: bool) -> np.ndarray:
+def upsample_chroma(plane: np.ndarray, how: str) -> np.ndarray:
+    """A 4:2:0 chroma plane at luma size: ``nearest`` (each sample covers its 2x2 block, what swscale's
+    fast 8-bit converter does) or ``bilinear`` at the MPEG sites (horizontally on the even luma
+    columns, vertically between the two rows)."""
+    if how == "nearest":
+        out: np.ndarray = plane.repeat(2, 0).repeat(2, 1)
+        return out
+    ch, cw = plane.shape
+    x, y = np.arange(cw * 2) / 2.0, (np.arange(ch * 2) - 0.5) / 2.0
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = (x - x0).astype(np.float32), (y - y0)[:, None].astype(np.float32)
+    rows = plane[np.clip(y0, 0, ch - 1)] * (1 - fy) + plane[np.clip(y0 + 1, 0, ch - 1)] * fy
+    out = rows[:, np.clip(x0, 0, cw - 1)] * (1 - fx) + rows[:, np.clip(x0 + 1, 0, cw - 1)] * fx
+    return out
+
+
+def exact_rgb(frame: av.VideoFrame, matrix: str, full_range: bool, chroma: str = "nearest") -> np.ndarray:
     """Float RGB computed from the frame's own 4:2:0 planes with the textbook equations (the reference)."""
     kr, kb = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114)}[matrix]
     h, w = frame.height, frame.width
@@ -424,8 +488,8 @@ def exact_rgb(frame: av.VideoFrame, matrix: str, full_range: bool) -> np.ndarray
     if frame.format.name.endswith("10le"):
         planes /= 4.0
     y = planes[:h]
-    u = planes[h : h + h // 4].reshape(h // 2, w // 2).repeat(2, 0).repeat(2, 1)
-    v = planes[h + h // 4 :].reshape(h // 2, w // 2).repeat(2, 0).repeat(2, 1)
+    u = upsample_chroma(planes[h : h + h // 4].reshape(h // 2, w // 2), chroma)
+    v = upsample_chroma(planes[h + h // 4 :].reshape(h // 2, w // 2), chroma)
     if full_range:
         yn, cb, cr = y / 255, (u - 128) / 255, (v - 128) / 255
     else:
@@ -447,7 +511,7 @@ def exact_rgb(frame: av.VideoFrame, matrix: str, full_range: bool) -> np.ndarray
 )
 def test_real_footage_decodes_with_the_right_matrix(videos: Path, name: str, matrix: str) -> None:
     """FrameReader's RGB against an exact float conversion of the same YUV: no matrix/range mix-up and
-    no rounding bias (decord alone is ~1 level low, see decode.TRUNCATION_LUT)."""
+    no rounding bias (swscale's fast converter alone is ~1 level low, see decode.TRUNCATION_LUT)."""
     src = videos / name
     info = probe(str(src), S)
     frames, _ = read_all(src, info, resolve_trim(info, 0.0, 0.2, S))
@@ -533,27 +597,65 @@ def test_audio_stays_in_sync(
     assert audio[1] == pytest.approx(window.end - float(first), abs=0.025)
 
 
-def peak_shard_memory(path: Path) -> tuple[int, int]:
-    """(frames read, peak bytes traced while reading all shards)."""
-    info = probe(str(path), S)
-    window = resolve_trim(info, None, None, S)
-    tracemalloc.start()
-    try:
-        count = 0
-        with FrameReader(str(path), info, window, chunk_frames=16) as reader:
-            for shard in reader.shards(32, 4, 4):
-                count += len(shard)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return count, peak
+# The memory test runs the reader in a fresh process and reads the kernel's resident-set figures: what
+# counts is everything the process holds, the decoder library's own buffers and threads included (a
+# Python-level tracer does not see them). The consumer is slow on purpose, as the matte always is.
+_RSS_CHILD = """
+import sys
+import cv2
+import numpy as np
+from bgservice.media.decode import FrameReader
+from bgservice.media.probe import probe, resolve_trim
+from bgservice.settings import Settings
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+settings = Settings()
+info = probe(sys.argv[1], settings)
+window = resolve_trim(info, None, None, settings)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS: measure the reading, not the imports/probe
+start = status("VmRSS")
+count, checksum = 0, 0.0
+with FrameReader(sys.argv[1], info, window, chunk_frames=16) as reader:
+    for shard in reader.shards(32, 4, 4):
+        count += len(shard)
+        for frame in shard.frames:  # the slow consumer: float32 work on every frame
+            f32 = frame.astype(np.float32)
+            for _ in range(3):
+                f32 = cv2.GaussianBlur(f32, (9, 9), 0)
+            checksum += float(f32.mean())
+print(count, start, status("VmHWM"))
+"""
 
 
+def peak_rss_reading(path: Path) -> tuple[int, int, int]:
+    """(frames read, RSS before reading, peak RSS while reading), bytes, in a fresh process."""
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, str(path)], cwd=repo, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    count, start, peak = (int(v) for v in proc.stdout.split())
+    return count, start, peak
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_memory_is_flat_in_video_length(media_factory: MediaFactory) -> None:
-    """Reading 30 s holds no more than reading 8 s: a few shards and chunks, never the whole video."""
-    frame_bytes = 320 * 240 * 3
-    short_count, short_peak = peak_shard_memory(media_factory.long_clip(8.0))
-    long_count, long_peak = peak_shard_memory(media_factory.long_clip(30.0))
+    """Reading 30 s with a slow consumer peaks no higher than reading 8 s: a shard and its context are
+    held, never the rest of the video (decord's reader decoded the rest ahead into memory)."""
+    frame_mb = 320 * 240 * 3 / 2**20
+    short_count, short_start, short_peak = peak_rss_reading(media_factory.long_clip(8.0))
+    long_count, long_start, long_peak = peak_rss_reading(media_factory.long_clip(30.0))
     assert (short_count, long_count) == (200, 750)
-    assert long_peak < 1.15 * short_peak, (short_peak / frame_bytes, long_peak / frame_bytes)
-    assert long_peak < 250 * frame_bytes  # a third of the video at most, in practice ~145 frames
+    mb = 2**20
+    print(
+        f"peak RSS while reading: 8 s {short_peak / mb:.1f} MB (+{(short_peak - short_start) / mb:.1f}),"
+        f" 30 s {long_peak / mb:.1f} MB (+{(long_peak - long_start) / mb:.1f})"
+    )
+    # 20 frames (4.4 MB) of slack for allocator noise; the whole 30 s clip is 750 frames (165 MB).
+    # Measured: decord's reader +78 MB (8 s) vs +195 MB (30 s); the streaming reader ~+29 MB for both.
+    assert long_peak - long_start < short_peak - short_start + 20 * frame_mb * mb, (short_peak, long_peak)
+    assert long_peak - long_start < 250 * frame_mb * mb  # a third of the video at most

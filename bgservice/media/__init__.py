@@ -1,1 +1,1 @@
-"""Media I/O: probe (PyAV), decode (decord), encode (PyAV/x264), and every ffmpeg command line (ffmpeg.py)."""
+"""Media I/O: probe, streaming decode and encode (PyAV), and every ffmpeg command line (ffmpeg.py)."""

@@ -1,8 +1,9 @@
 """Exact per-frame timestamps, read by demuxing packets with PyAV (no decoding).
 
-decord reports frame times as float32 seconds, which is neither exact nor safe for long videos. The
-presentation timestamps of the video packets, sorted, are the frames' timestamps in presentation order
-(decord indexes frames the same way). Reading them costs one pass over the file without decoding.
+The presentation timestamps of the video packets, sorted, are the frames' timestamps in presentation
+order: the decoder outputs each frame with its packet's pts, and :class:`bgservice.media.decode.FrameReader`
+picks the window's frames by exactly these values. Reading them costs one pass over the file without
+decoding, so the frame count and every timestamp are known before the first frame is decoded.
 
 Source time (what ``--start`` / ``--end`` mean) is measured from the first video frame: frame ``i`` is at
 ``(pts[i] - pts[0]) * time_base`` seconds. A frame belongs to the window ``[start, end)`` when its time is
