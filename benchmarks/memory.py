@@ -199,7 +199,7 @@ def main() -> None:
     ratio = peaks["long"] / peaks["short"]
     print(f"peak memory ratio long/short = {ratio:.3f} (target <= 1.2): {'OK' if ratio <= 1.2 else 'OVER'}")
     nodec = peaks["long-nodec"] / peaks["short-nodec"]
-    print(f"  the same without the decoder process (decord's reader): {nodec:.3f}")
+    print(f"  the same without the decoder process : {nodec:.3f}")
     ray.shutdown()
 
 

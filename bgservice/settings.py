@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     # --- processing ----------------------------------------------------------------------------------------
     model: str = Field("selfie", description="segmentation model name (see bgservice.models.registry)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="ONNX Runtime device")
-    decode_chunk_frames: int = Field(16, ge=1, description="frames decoded per decord call (memory bound)")
+    decode_chunk_frames: int = Field(16, ge=1, description="frames per FrameReader.chunks() batch")
     shard_frames: int = Field(32, ge=1, description="frames per shard sent to a Segmenter")
     tmp_dir: Path | None = Field(None, description="scratch directory (default: system temp)")
 
