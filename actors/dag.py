@@ -40,7 +40,6 @@ from typing import Any
 
 from actors.iopool import IO_POOL, IOPair
 from actors.pool import get_pool
-from actors.resources import is_object_store_url
 from actors.types import EncodeProgress, EncodeResult, JobMedia, SegmentDone, ShardHead
 from bgservice.errors import (
     BgServiceError,
@@ -52,7 +51,7 @@ from bgservice.errors import (
 from bgservice.pipeline import CancelToken, JobResult, ProgressFn
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
-from bgservice.storage import check_output_url, local_input, publish, split_protocol
+from bgservice.storage import check_output_url, is_object_store_url, local_input, publish, split_protocol
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,6 @@ JOB_RESERVE_CPUS = DECODER_CPUS + ENCODER_CPUS
 AUTO_GPU_SHARE = 0.25  # four Segmenters per GPU: the model is small, the refinement is CPU-heavy
 GPU_RESOURCE = "GPU"
 
-# URL schemes whose objects are reachable from every node: a job whose input and output both use one
-# of these may run its decoder and encoder anywhere; otherwise they are pinned to the driver's node.
-OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
-
-
-def is_object_store_url(url: str) -> bool:
-    scheme, sep, _ = url.partition("://")
-    return bool(sep) and scheme.lower() in OBJECT_STORE_SCHEMES
-
 
 def autoscaler_has_gpu_node_types(config_path: Path | None = None) -> bool:
     """True when the cluster launcher's config (on the head node) declares a node type with a GPU."""

@@ -26,7 +26,9 @@ from bgservice.settings import Settings
 
 _CHUNK = 8 * 1024 * 1024
 _LOCAL_PROTOCOLS = {"file", "local"}
-_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "az"}
+# Object stores: reachable from every node (the DAG may place a job's decoder/encoder anywhere), and
+# buckets are never created as a side effect of writing.
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 
 
 def split_protocol(url: str) -> tuple[str, str]:
@@ -39,6 +41,11 @@ def split_protocol(url: str) -> tuple[str, str]:
 
 def is_local(url: str) -> bool:
     return split_protocol(url)[0] in _LOCAL_PROTOCOLS
+
+
+def is_object_store_url(url: str) -> bool:
+    """``s3://...``, ``gs://...``, ...: an object reachable from every node."""
+    return split_protocol(url)[0] in OBJECT_STORE_PROTOCOLS
 
 
 def local_path(url: str) -> Path:
@@ -140,7 +147,7 @@ def publish(local_file: str | Path, output_url: str) -> None:
         fs, path_in_fs = fsspec.core.url_to_fs(output_url)
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         parent = path_in_fs.rsplit("/", 1)[0] if "/" in path_in_fs else ""
-        if parent and not protocols & _OBJECT_STORES:  # never create buckets as a side effect
+        if parent and not protocols & OBJECT_STORE_PROTOCOLS:  # never create buckets as a side effect
             fs.makedirs(parent, exist_ok=True)
         fs.put_file(str(src), path_in_fs)
     except OSError as exc:

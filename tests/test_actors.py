@@ -19,7 +19,6 @@ from actors.resources import (
     JOB_RESERVE_CPUS,
     autoscaler_has_gpu_node_types,
     can_grow,
-    is_object_store_url,
     resolve_gpu_share,
     segmenter_options,
 )
@@ -30,6 +29,7 @@ from bgservice.media.ffmpeg import ClipSpec, synth_clip
 from bgservice.media.types import Shard
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
+from bgservice.storage import is_object_store_url
 from tests.outputs import frames, inspect
 
 
