@@ -23,7 +23,6 @@ from actors.resources import DECODER_CPUS, ENCODER_CPUS, JOB_RESERVE_CPUS
 
 WARM_PER_NODE = 2
 WARM_IDLE_SECONDS = 60.0
-PAIR_CPUS = DECODER_CPUS + ENCODER_CPUS
 
 
 @dataclass
@@ -161,7 +160,7 @@ class IOPool:
 
             try:
                 available: dict[str, float] = ray.available_resources()  # type: ignore[no-untyped-call]
-                if available.get("CPU", 0.0) >= PAIR_CPUS + JOB_RESERVE_CPUS:
+                if available.get("CPU", 0.0) >= 2 * JOB_RESERVE_CPUS:  # this pair and the next job's
                     self.release(create_pair(node_id), reusable=True)
             except Exception:
                 pass
@@ -187,16 +186,12 @@ class IOPool:
                 ]
                 for ps in self._idle.values():
                     ps[:] = [p for p in ps if p not in stale]
-                if not any(self._idle.values()):
+                finished = not any(self._idle.values())
+                if finished:
                     self._reaper = None
-                    kill = stale
-                    break_after = True
-                else:
-                    kill = stale
-                    break_after = False
-            for p in kill:
+            for p in stale:
                 kill_pair(p.decoder, p.encoder)
-            if break_after:
+            if finished:
                 return
 
     def clear(self) -> None:

@@ -141,12 +141,12 @@ def default_concurrency(settings: Settings) -> int:
     """Jobs at once: as many decoder/encoder pairs as the cluster's CPUs hold beside the pool's minimum."""
     import ray
 
-    from actors.iopool import PAIR_CPUS
+    from actors.resources import JOB_RESERVE_CPUS
 
     resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
     cpus = float(resources.get("CPU", 1.0))
     spare = cpus - settings.pool_min * settings.segmenter_cpus
-    return max(1, math.floor(spare / PAIR_CPUS + 1e-9))
+    return max(1, math.floor(spare / JOB_RESERVE_CPUS + 1e-9))
 
 
 def run_manifest(
