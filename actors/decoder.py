@@ -19,7 +19,6 @@ import numpy as np
 
 from actors.segmenter import _current_node_id
 from actors.types import JobMedia, ShardHead
-from bgservice.errors import InvalidTrim
 from bgservice.media.types import Shard
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
@@ -51,9 +50,7 @@ class Decoder:
             plate = load_plate(spec.background, info.out_width, info.out_height, settings)
             reader = FrameReader(path, info, window, chunk_frames=settings.decode_chunk_frames)
             self._reader = reader
-            total = len(reader)
-            if total == 0:
-                raise InvalidTrim(f"no frame lies between {window.start:.3f}s and {window.end:.3f}s")
+            total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
             self._shards = reader.shards(shard_frames, context_before, context_after)
         except BaseException:
             self.close()

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from bgservice.backgrounds import load_plate
-from bgservice.errors import InvalidTrim, JobCancelled
+from bgservice.errors import JobCancelled
 from bgservice.matte import Matter, composite
 from bgservice.media.decode import FrameReader
 from bgservice.media.encode import VideoWriter
@@ -76,7 +76,10 @@ class ShardProcessor:
 
     def __call__(self, shard: Shard, plate: np.ndarray) -> np.ndarray:
         alpha, foreground = self.matter(shard.frames, shard.before, shard.after)
-        return composite(foreground, alpha, plate)
+        # Blend into the foreground buffer when it is the matte's own copy (saves a fresh frame's page
+        # faults); never into the shard's frames, which may be read-only object-store memory.
+        owned = foreground is not shard.frames and foreground.flags.writeable
+        return composite(foreground, alpha, plate, out=foreground if owned else None)
 
 
 class OutputWriter:
@@ -150,9 +153,7 @@ def run_job(
             FrameReader(path, info, window, chunk_frames=settings.decode_chunk_frames) as reader,
             OutputWriter(spec, info, window, path, settings) as out,
         ):
-            total = len(reader)
-            if total == 0:
-                raise InvalidTrim(f"no frame lies between {window.start:.3f}s and {window.end:.3f}s")
+            total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
             if progress:
                 progress(0, total)
             shards = reader.shards(settings.shard_frames, processor.context_before, processor.context_after)
