@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -51,7 +50,14 @@ from bgservice.errors import (
 from bgservice.pipeline import CancelToken, JobResult, ProgressFn
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
-from bgservice.storage import check_output_url, is_object_store_url, local_input, publish, split_protocol
+from bgservice.storage import (
+    check_output_url,
+    is_object_store_url,
+    local_input,
+    publish,
+    scratch_dir,
+    split_protocol,
+)
 
 log = logging.getLogger(__name__)
 
@@ -296,11 +302,7 @@ class _JobRun:
             path = self.stack.enter_context(local_input(spec.input_url, self.settings))
             dec_spec = replace(spec, input_url=path)
         if split_protocol(spec.output_url)[0] in _PROCESS_LOCAL:
-            base = self.settings.tmp_dir
-            if base is not None:
-                base.mkdir(parents=True, exist_ok=True)
-            scratch = Path(tempfile.mkdtemp(prefix="bgservice-dag-", dir=base))
-            self.stack.callback(lambda: __import__("shutil").rmtree(scratch, ignore_errors=True))
+            scratch = self.stack.enter_context(scratch_dir(self.settings, prefix="bgservice-dag-"))
             final_local = scratch / "result.mp4"
             enc_spec = replace(spec, output_url=str(final_local))
         return dec_spec, enc_spec, final_local
