@@ -70,6 +70,7 @@ def load_plate(background: Background, width: int, height: int, settings: Settin
         background.image_url,
         settings,
         max_bytes=settings.max_background_image_bytes,
+        limit_name="BGSERVICE_MAX_BACKGROUND_IMAGE_BYTES",
         error=InvalidBackgroundImage,
         what="background image",
     ) as path:

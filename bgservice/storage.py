@@ -83,13 +83,14 @@ def local_input(
     settings: Settings,
     *,
     max_bytes: int | None = None,
+    limit_name: str = "BGSERVICE_MAX_INPUT_BYTES",
     error: type[BgServiceError] = InvalidInput,
     what: str = "input",
 ) -> Iterator[str]:
     """Yield a local path holding the bytes at ``url``; remote files are copied into scratch first.
 
     Missing or unreadable -> ``error`` (InvalidInput by default); larger than ``max_bytes``
-    (default ``settings.max_input_bytes``) -> InputTooLarge.
+    (default ``settings.max_input_bytes``) -> InputTooLarge, naming the setting ``limit_name``.
     """
     limit = settings.max_input_bytes if max_bytes is None else max_bytes
     if is_local(url):
@@ -98,7 +99,7 @@ def local_input(
             raise error(f"{what} not found or not a file: {url}")
         size = path.stat().st_size
         if size > limit:
-            raise InputTooLarge(f"{what} is {size} bytes, the limit is {limit} (BGSERVICE_MAX_INPUT_BYTES)")
+            raise InputTooLarge(f"{what} is {size} bytes, the limit is {limit} ({limit_name})")
         yield str(path)
         return
 
@@ -111,7 +112,7 @@ def local_input(
         raise error(f"{what} cannot be read: {url}: {exc}") from exc
     size = info.get("size")
     if size is not None and int(size) > limit:
-        raise InputTooLarge(f"{what} is {size} bytes, the limit is {limit} (BGSERVICE_MAX_INPUT_BYTES)")
+        raise InputTooLarge(f"{what} is {size} bytes, the limit is {limit} ({limit_name})")
     suffix = Path(path_in_fs).suffix[:16]
     with scratch_dir(settings, prefix="bgservice-in-") as scratch:
         target = scratch / f"input{suffix}"
@@ -121,7 +122,7 @@ def local_input(
                 while block := src.read(_CHUNK):
                     copied += len(block)
                     if copied > limit:
-                        raise InputTooLarge(f"{what} is larger than the limit of {limit} bytes")
+                        raise InputTooLarge(f"{what} is over the limit of {limit} bytes ({limit_name})")
                     dst.write(block)
         except FileNotFoundError as exc:
             raise error(f"{what} not found: {url}") from exc
