@@ -104,6 +104,11 @@ class VideoWriter:
             raise EncodeFailed(f"{frames.shape[0]} frames but {len(pts)} timestamps")
         for frame, t in zip(frames, pts, strict=True):
             self._push(frame, int(t))
+        if len(pts) and self._pending is not None:
+            # the last frame waits for the next one's pts (its duration): keep a copy, not the caller's
+            # buffer; every other frame is encoded before write() returns, so it needs none
+            last, last_pts = self._pending
+            self._pending = (last.copy(), last_pts)
 
     def _push(self, frame: np.ndarray, pts: int) -> None:
         if self._pending is not None:
@@ -111,7 +116,7 @@ class VideoWriter:
             if pts <= prev_pts:
                 raise EncodeFailed(f"timestamps must increase: {pts} after {prev_pts}")
             self._encode(prev, prev_pts, pts - prev_pts)
-        self._pending = (frame.copy(), pts)
+        self._pending = (frame, pts)
 
     def _encode(self, rgb: np.ndarray, pts: int, duration: int) -> None:
         vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
