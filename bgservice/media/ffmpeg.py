@@ -42,8 +42,9 @@ def local_input(path: str) -> str:
     return "file:" + os.path.abspath(path)
 
 
-def run(stream: Any, what: str) -> None:
-    """Run an ffmpeg-python stream spec; on failure raise EncodeFailed with the last stderr lines."""
+def run(stream: Any, what: str) -> bytes:
+    """Run an ffmpeg-python stream spec and return its stdout; on failure raise EncodeFailed with the
+    last stderr lines."""
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *ffmpeg.get_args(stream)]
     try:
         proc = subprocess.run(args, capture_output=True, check=False)
@@ -53,6 +54,7 @@ def run(stream: Any, what: str) -> None:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-_STDERR_LINES:]
         detail = " | ".join(tail) or f"exit status {proc.returncode}"
         raise EncodeFailed(f"{what}: ffmpeg failed: {detail}")
+    return proc.stdout
 
 
 def _seconds(value: float) -> str:
@@ -214,12 +216,7 @@ def reference_frames(path: str, width: int, height: int, count: int = 1) -> np.n
     stream = ffmpeg.input(local_input(path)).output(
         "pipe:", format="rawvideo", pix_fmt="rgb24", frames=count, **{"fps_mode": "passthrough"}
     )
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *ffmpeg.get_args(stream)]
-    proc = subprocess.run(args, capture_output=True, check=False)
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-_STDERR_LINES:]
-        raise EncodeFailed("reference decode failed: " + " | ".join(tail))
-    data = np.frombuffer(proc.stdout, dtype=np.uint8)
+    data = np.frombuffer(run(stream, "reference decode"), dtype=np.uint8)
     return data.reshape(-1, height, width, 3)
 
 
