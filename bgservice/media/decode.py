@@ -155,8 +155,7 @@ class FrameReader:
             self._count = i1 - i0
             rel = times.rel
             self.pts: np.ndarray = (rel[i0:i1] - rel[i0]).astype(np.int64)
-            self.end_pts: int = times.window_end_units(i0, i1, window.end)
-            self.end_pts = max(self.end_pts, int(self.pts[-1]) + 1)
+            self.end_pts: int = times.window_end_units(i0, i1, window.end)  # > the last frame's pts
         except BaseException:
             self.close()
             raise

@@ -168,4 +168,4 @@ def window_end_pts(path: str, start: float, end: float) -> int:
     i0, i1 = times.window(start, end)
     if i1 <= i0:
         return 1
-    return max(times.window_end_units(i0, i1, end), int(times.rel[i1 - 1] - times.rel[i0]) + 1)
+    return times.window_end_units(i0, i1, end)
