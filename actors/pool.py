@@ -81,6 +81,7 @@ class SegmenterPool:
         self._ready_event: asyncio.Event | None = None
         self._any_ready: asyncio.Event | None = None
         self._failures = 0  # Segmenters in a row that failed to start
+        self._shrinker: asyncio.Task[None] | None = None
         self._broken: str | None = None  # why the pool gave up starting Segmenters
 
     # --- the public protocol ---------------------------------------------------------------------
@@ -198,8 +199,15 @@ class SegmenterPool:
         self._started = True
         self._ready_event = asyncio.Event()
         self._any_ready = asyncio.Event()
+        self._shrinker = asyncio.get_running_loop().create_task(self._shrink_idle())
         for _ in range(self._settings.pool_min):
             self._start_member()
+
+    async def _shrink_idle(self) -> None:
+        """Stop idle Segmenters on a timer too: ``release`` alone never runs once the last job is done."""
+        while True:
+            await asyncio.sleep(POOL_IDLE_SECONDS / 4)
+            self._maybe_shrink()
 
     def _start_member(self) -> None:
         import ray

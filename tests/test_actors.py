@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from actors import pool as pool_module
 from actors.compositor import Compositor
 from actors.decoder import Decoder
 from actors.encoder import Encoder
@@ -254,6 +255,26 @@ def test_pool_forget_job_answers_waiting_requests_and_returns_held_leases() -> N
     assert first == (0, "fake-segmenter") and second is None
     # and the lease it still held (e.g. granted while it was being cancelled) is back in the pool
     assert load["waiting"] == 0 and load["leased"] == 0
+
+
+def test_pool_stops_idle_segmenters_when_no_job_comes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle members above the minimum go after POOL_IDLE_SECONDS even with no lease released any more."""
+    monkeypatch.setattr(pool_module, "POOL_IDLE_SECONDS", 0.05)
+
+    async def scenario() -> int:
+        pool = SegmenterPool(Settings(pool_min=1, pool_max=3))
+        pool._started = True
+        for key in (0, 1, 2):
+            pool._members[key] = _Member(key=key, handle=f"fake-segmenter-{key}", ready=True)
+        shrinker = asyncio.create_task(pool._shrink_idle())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(pool._members) > 1 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        shrinker.cancel()
+        return len(pool._members)
+
+    assert asyncio.run(scenario()) == 1
 
 
 # --- sizing and GPU choice --------------------------------------------------------------------------------
