@@ -44,6 +44,20 @@ class Keyed:
     fg: np.ndarray  # float32 [H,W,3] 0..255, despilled foreground colour
 
 
+def _local_key(
+    crcb: np.ndarray, f: np.ndarray, screen: np.ndarray, k: int, key0: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The screen's colour around each pixel (CrCb, RGB): the mean over the screen pixels of a k x k box;
+    where no screen is nearby (deep inside the subject) the global key."""
+    wsum = cv2.blur(screen, (k, k)) + np.float32(1e-6)
+    local_crcb = cv2.blur(crcb * screen[:, :, None], (k, k)) / wsum[:, :, None]
+    local_rgb = cv2.blur(f * screen[:, :, None], (k, k)) / wsum[:, :, None]
+    far = wsum < 0.02
+    local_crcb[far] = key0
+    local_rgb[far] = np.median(f[screen > 0], axis=0)
+    return local_crcb, local_rgb
+
+
 def key_frame(rgb: np.ndarray, *, lo: float = 12.0, hi: float = 30.0, core: float = 10.0) -> Keyed:
     """Key one green-screen frame (uint8 RGB [H,W,3]) into alpha and foreground colour."""
     f = rgb.astype(np.float32)
@@ -55,21 +69,10 @@ def key_frame(rgb: np.ndarray, *, lo: float = 12.0, hi: float = 30.0, core: floa
     d0 = np.linalg.norm(crcb - key0, axis=2)
     screen = (d0 < core).astype(np.float32)
     k = max(rgb.shape[:2]) // 8 * 2 + 1
-    wsum = cv2.blur(screen, (k, k)) + np.float32(1e-6)
-    local_crcb = cv2.blur(crcb * screen[:, :, None], (k, k)) / wsum[:, :, None]
-    local_rgb = cv2.blur(f * screen[:, :, None], (k, k)) / wsum[:, :, None]
-    # where no screen is nearby (deep inside the subject) fall back to the global key
-    far = wsum < 0.02
-    local_crcb[far] = key0
-    local_rgb[far] = np.median(f[screen > 0], axis=0)
+    local_crcb, local_rgb = _local_key(crcb, f, screen, k, key0)
     # second round: what is close to the *local* key is screen too (dark corners, folds)
     screen = (np.linalg.norm(crcb - local_crcb, axis=2) < core).astype(np.float32)
-    wsum = cv2.blur(screen, (k, k)) + np.float32(1e-6)
-    local_crcb = cv2.blur(crcb * screen[:, :, None], (k, k)) / wsum[:, :, None]
-    local_rgb = cv2.blur(f * screen[:, :, None], (k, k)) / wsum[:, :, None]
-    far = wsum < 0.02
-    local_crcb[far] = key0
-    local_rgb[far] = np.median(f[screen > 0], axis=0)
+    local_crcb, local_rgb = _local_key(crcb, f, screen, k, key0)
     d = np.linalg.norm(crcb - local_crcb, axis=2)
     alpha = np.clip((d - lo) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
     # the actor is one connected body: drop specks of screen noise that pass the ramp
