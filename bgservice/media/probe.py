@@ -50,6 +50,11 @@ _COLORSPACES = {
     10: "bt2020c",
 }
 _FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p"}
+# Demuxers that open further files or streams named inside the input (an HLS playlist listing another
+# job's video by absolute path, an ffconcat list, an SDP description of RTP streams): refused, the input
+# must be the video itself. While probing, whatever such a demuxer opens stays on the local disk.
+_INDIRECT_FORMATS = frozenset({"hls", "concat", "dash", "sdp", "rtsp", "rtp", "rtp_mpegts"})
+_OPEN_OPTIONS = {"protocol_whitelist": "file"}
 
 
 def check_local_file(path: str) -> str:
@@ -139,10 +144,12 @@ def probe(path: str, settings: Settings) -> VideoInfo:
     if size > settings.max_input_bytes:
         raise InputTooLarge(f"input is {size} bytes, the limit is {settings.max_input_bytes} bytes")
     try:
-        container = av.open(path)
+        container = av.open(path, container_options=_OPEN_OPTIONS)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"not a video file ({describe(exc, path)})") from exc
     try:
+        if _INDIRECT_FORMATS.intersection(container.format.name.split(",")):
+            raise InvalidInput("a playlist or stream description is not a video file: give the video itself")
         return _probe_container(path, size, container, settings)
     finally:
         container.close()
