@@ -133,6 +133,14 @@ def test_non_files_are_invalid_input(tmp_path: Path) -> None:
             probe(bad, S)
 
 
+def test_playlist_naming_another_file_is_invalid_input(media_factory: MediaFactory, tmp_path: Path) -> None:
+    """An HLS playlist (staged under its own .m3u8 name) would make the demuxer read the files it lists."""
+    playlist = tmp_path / "input.m3u8"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{media_factory.basic()}\n#EXT-X-ENDLIST\n")
+    with pytest.raises(InvalidInput, match="playlist"):
+        probe(str(playlist), S)
+
+
 def test_corrupt_payload_is_invalid_input(media_factory: MediaFactory, tmp_path: Path) -> None:
     data = bytearray(media_factory.no_audio().read_bytes())
     rng = np.random.default_rng(1)
