@@ -299,9 +299,7 @@ def test_autoscaler_gpu_node_types_read_from_the_launcher_config(tmp_path: Path)
     assert not autoscaler_has_gpu_node_types(cfg)
     cfg.write_text("available_node_types:\n  head: {resources: {}}\n  gpu: {resources: {CPU: 4, GPU: 1}}\n")
     assert autoscaler_has_gpu_node_types(cfg)
-    repo_cluster = Path(__file__).resolve().parents[1] / "cluster.yaml"
-    if repo_cluster.exists():
-        assert autoscaler_has_gpu_node_types(repo_cluster)
+    assert autoscaler_has_gpu_node_types(Path(__file__).resolve().parents[1] / "cluster.yaml")
 
 
 def test_pool_grows_only_beside_room_for_the_next_job() -> None:
