@@ -15,7 +15,7 @@ from types import FrameType
 from typing import Any
 
 from bgservice import __version__
-from bgservice.errors import BgServiceError, JobCancelled, as_service_error
+from bgservice.errors import as_service_error
 from bgservice.pipeline import JobResult, ProgressFn
 from bgservice.settings import Settings, get_settings
 from bgservice.spec import JobSpec
@@ -136,20 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except JobCancelled as exc:
-        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        return 130
-    except BgServiceError as exc:
-        if exc.exit_code != 2 and args.debug:
-            traceback.print_exc()
-        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        return exc.exit_code
     except Exception as exc:
+        # a project error as it is (2 user, 1 internal/stage, 130 cancelled), even wrapped; else internal
         err = as_service_error(exc)
-        if args.debug:
+        if err.exit_code == 1 and args.debug:
             traceback.print_exc()
         print(f"error: {err.code}: {err.message}", file=sys.stderr)
-        return err.exit_code if err.exit_code in (1, 2) else 1
+        return err.exit_code
     finally:
         signal.signal(signal.SIGTERM, previous)
 
