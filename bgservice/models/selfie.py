@@ -33,7 +33,6 @@ resolution anyway) and keeps the mask aligned with the frame for that refinement
 
 from __future__ import annotations
 
-import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -83,7 +82,6 @@ class OnnxSelfieModel:
             raise RuntimeError(f"{self.path.name}: unexpected input {inputs[0].shape}")
         self._input_name: str = inputs[0].name
         self._output_name: str = self._session.get_outputs()[0].name
-        self._lock = threading.Lock()  # run() is thread-safe; this only guards the scratch buffers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.device!r}, providers={self.providers})"
