@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -31,9 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
+
 from bgservice.errors import BgServiceError, InvalidManifest, as_service_error
 from bgservice.settings import Settings, get_settings
 from bgservice.spec import JobSpec
+from bgservice.storage import publish
 
 KNOWN_KEYS = {"videoUrl", "back_ground", "imageUrl", "start", "end", "output"}
 
@@ -62,13 +66,8 @@ def read_manifest(url: str) -> list[tuple[int, str]]:
     ``url`` is a local path or an fsspec URL (``s3://...``: handy under ``ray job submit``).
     """
     try:
-        if "://" in url:
-            import fsspec
-
-            with fsspec.open(url, "rb") as f:
-                data = f.read()
-        else:
-            data = Path(url).read_bytes()
+        with fsspec.open(url, "rb") as f:  # a local path or any fsspec URL
+            data = f.read()
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError, ValueError, ImportError) as exc:
         raise InvalidManifest(f"cannot read the manifest {url}: {exc}") from exc
@@ -79,19 +78,11 @@ def read_manifest(url: str) -> list[tuple[int, str]]:
 
 
 def write_report(url: str, reports: Sequence[LineReport]) -> None:
-    """The JSONL report, written whole (a temporary file renamed, or one upload)."""
+    """The JSONL report, written whole: published like a job's output (:func:`bgservice.storage.publish`)."""
     body = "".join(json.dumps(asdict(r)) + "\n" for r in reports).encode("utf-8")
-    if "://" in url:
-        import fsspec
-
-        with fsspec.open(url, "wb") as f:
-            f.write(body)
-        return
-    target = Path(url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(body)
-    partial.replace(target)
+    with tempfile.NamedTemporaryFile("wb", prefix="bgservice-report-", suffix=".jsonl", delete=False) as f:
+        f.write(body)
+    publish(f.name, url)
 
 
 def _text(value: Any, key: str) -> str | None:
@@ -255,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     try:
         write_report(report_path, reports)
-    except OSError as exc:
+    except (OSError, BgServiceError) as exc:
         print(f"error: cannot write the report {report_path}: {exc}", file=sys.stderr)
         print(summary_table(reports))
         return 1
