@@ -27,7 +27,8 @@ class Facts:
     faststart: bool
 
 
-def _moov_before_mdat(path: str) -> bool:
+def moov_before_mdat(path: str) -> bool:
+    """``+faststart``: the top-level moov box comes before mdat (walks the boxes, no byte search)."""
     with open(path, "rb") as f:
         while True:
             header = f.read(8)
@@ -90,7 +91,7 @@ def inspect(path: str) -> Facts:
             audio_codec=audio_codec,
             audio_duration=audio_duration,
             color_space=str(ctx.colorspace) if ctx.colorspace is not None else None,
-            faststart=_moov_before_mdat(path),
+            faststart=moov_before_mdat(path),
         )
 
 

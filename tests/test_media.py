@@ -25,6 +25,7 @@ from bgservice.media.timing import read_frame_times, window_end_pts
 from bgservice.media.types import TrimWindow, VideoInfo
 from bgservice.settings import Settings
 from tests.media_factory import MediaFactory, patch_error
+from tests.outputs import moov_before_mdat
 
 S = Settings()
 
@@ -77,9 +78,7 @@ def stream_facts(path: Path) -> dict[str, object]:
             a = c.streams.audio[0]
             samples = sum(f.samples for f in c.decode(a))
             facts["audio"] = (a.codec_context.name, samples / a.codec_context.sample_rate)
-        # faststart: the moov box precedes mdat
-        head = path.read_bytes()[:200_000]
-        facts["faststart"] = 0 <= head.find(b"moov") < head.find(b"mdat") if b"mdat" in head else True
+    facts["faststart"] = moov_before_mdat(str(path))
     return facts
 
 
