@@ -37,7 +37,7 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def local_input(path: str) -> str:
+def file_arg(path: str) -> str:
     """The name under which ffmpeg gets a local file: ``file:`` + absolute path (never a protocol/option)."""
     return "file:" + os.path.abspath(path)
 
@@ -74,7 +74,7 @@ def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, 
     container clock (``video_start`` ~ 0); otherwise it is re-encoded to AAC 192k (a sample-accurate cut).
     No audio track -> a video-only MP4. ``-movflags +faststart`` always.
     """
-    video = ffmpeg.input(local_input(video_only))
+    video = ffmpeg.input(file_arg(video_only))
     out_opts: dict[str, Any] = {"vcodec": "copy", "movflags": "+faststart", "map_metadata": "-1"}
     streams: list[Any] = [video["v:0"]]
     if info.audio is not None:
@@ -85,7 +85,7 @@ def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, 
         audio_in_opts: dict[str, Any] = {"t": _seconds(duration)}
         if start > 0:
             audio_in_opts["ss"] = _seconds(start)
-        audio = ffmpeg.input(local_input(source), **audio_in_opts)
+        audio = ffmpeg.input(file_arg(source), **audio_in_opts)
         streams.append(audio[str(info.audio.index)])
         if copy:
             out_opts["acodec"] = "copy"
@@ -160,7 +160,7 @@ def synth_clip(out_path: str, spec: ClipSpec, *, video: bool = True) -> str:
     out_opts: dict[str, Any] = {}
     if video:
         if spec.source.startswith("image:"):
-            image = local_input(spec.source[6:])
+            image = file_arg(spec.source[6:])
             vin = ffmpeg.input(image, loop=1, t=_seconds(spec.duration), framerate=spec.rate)
         else:
             lavfi = f"{spec.source}=size={spec.width}x{spec.height}:rate={spec.rate}:duration={spec.duration}"
@@ -198,7 +198,7 @@ def synth_clip(out_path: str, spec: ClipSpec, *, video: bool = True) -> str:
             in_opts: dict[str, Any] = {"display_rotation": str(spec.display_rotation or 0)}
             if spec.display_hflip:
                 in_opts["display_hflip"] = None
-            rotated = ffmpeg.input(local_input(target), **in_opts)
+            rotated = ffmpeg.input(file_arg(target), **in_opts)
             copy_opts: dict[str, Any] = {"codec": "copy"}
             if spec.fmt:
                 copy_opts["format"] = spec.fmt
@@ -213,7 +213,7 @@ def reference_frames(path: str, width: int, height: int, count: int = 1) -> np.n
 
     A reference for tests (orientation as a player displays it); ``width`` x ``height`` is the displayed
     size."""
-    stream = ffmpeg.input(local_input(path)).output(
+    stream = ffmpeg.input(file_arg(path)).output(
         "pipe:", format="rawvideo", pix_fmt="rgb24", frames=count, **{"fps_mode": "passthrough"}
     )
     data = np.frombuffer(run(stream, "reference decode"), dtype=np.uint8)
@@ -222,7 +222,7 @@ def reference_frames(path: str, width: int, height: int, count: int = 1) -> np.n
 
 def plain_reencode(source: str, out_path: str, *, crf: int, preset: str) -> None:
     """The benchmarks' baseline: decode + x264 re-encode + AAC, what a plain ``ffmpeg -i`` job costs."""
-    src = ffmpeg.input(local_input(source))
+    src = ffmpeg.input(file_arg(source))
     stream = ffmpeg.output(
         src,
         out_path,
