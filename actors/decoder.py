@@ -48,7 +48,7 @@ class Decoder:
         try:
             path, info, window = self._stack.enter_context(prepared_input(spec, settings))
             plate = load_plate(spec.background, info.out_width, info.out_height, settings)
-            reader = FrameReader(path, info, window, chunk_frames=settings.decode_chunk_frames)
+            reader = FrameReader(path, info, window)
             self._reader = reader
             total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
             self._shards = reader.shards(shard_frames, context_before, context_after)

@@ -34,7 +34,8 @@ from typing import Any
 
 import fsspec
 
-from bgservice.errors import BgServiceError, InvalidManifest, as_service_error
+from bgservice.errors import BgServiceError, InvalidManifest, InvalidSettings, as_service_error
+from bgservice.interrupt import sigterm_as_interrupt
 from bgservice.settings import Settings, get_settings
 from bgservice.spec import JobSpec
 from bgservice.storage import publish
@@ -240,7 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report_path: str = args.report or default_report_path(args.manifest)
     try:
-        reports = run_manifest(lines, get_settings(), args.jobs)
+        settings = get_settings()
+    except InvalidSettings as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    try:
+        with sigterm_as_interrupt():  # `ray job stop` sends SIGTERM: cancel the jobs like Ctrl-C
+            reports = run_manifest(lines, settings, args.jobs)
     except KeyboardInterrupt:
         print("error: cancelled: interrupted", file=sys.stderr)
         return 130

@@ -7,15 +7,14 @@ Exit codes: 0 success; 2 the request is at fault (``error: <code>: <message>`` o
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 from bgservice import __version__
 from bgservice.errors import as_service_error
+from bgservice.interrupt import sigterm_as_interrupt
 from bgservice.pipeline import JobResult, ProgressFn
 from bgservice.settings import Settings, get_settings
 from bgservice.spec import JobSpec
@@ -93,10 +92,6 @@ def _run(spec: JobSpec, settings: Settings, engine: str, progress: ProgressFn) -
             ray.shutdown()
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def process(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.crf is not None:
@@ -128,10 +123,10 @@ def process(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        if args.command == "process":
-            return process(args)
+        with sigterm_as_interrupt():
+            if args.command == "process":
+                return process(args)
         return 2  # pragma: no cover - argparse rejects unknown commands
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -143,8 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {err.code}: {err.message}", file=sys.stderr)
         return err.exit_code
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

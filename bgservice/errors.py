@@ -12,7 +12,8 @@
     │   ├── InvalidBackgroundImage      invalid_background_image  unreadable or unsupported image
     │   ├── InputTooLarge               input_too_large           over a BGSERVICE_MAX_* limit
     │   ├── InvalidOutput               invalid_output            unusable output (a directory, unknown URL)
-    │   └── InvalidManifest             invalid_manifest          a batch manifest or line that cannot be read
+    │   ├── InvalidManifest             invalid_manifest          a batch manifest or line that cannot be read
+    │   └── InvalidSettings             invalid_settings          a malformed BGSERVICE_* variable
     ├── InternalError                   internal                  anything unexpected
     ├── DecodeFailed                    decode_failed             the decoder stage died (process lost, ...)
     ├── EncodeFailed                    encode_failed             the encoder / muxer / upload stage failed
@@ -83,6 +84,10 @@ class InvalidManifest(UserError):
     code = "invalid_manifest"
 
 
+class InvalidSettings(UserError):
+    code = "invalid_settings"
+
+
 class InternalError(BgServiceError):
     code = "internal"
 
@@ -108,6 +113,7 @@ ALL_CODES: tuple[str, ...] = (
     InputTooLarge.code,
     InvalidOutput.code,
     InvalidManifest.code,
+    InvalidSettings.code,
     InternalError.code,
     DecodeFailed.code,
     EncodeFailed.code,

@@ -150,7 +150,7 @@ def run_job(
     with prepared_input(spec, settings) as (path, info, window):
         plate = load_plate(spec.background, info.out_width, info.out_height, settings)
         with (
-            FrameReader(path, info, window, chunk_frames=settings.decode_chunk_frames) as reader,
+            FrameReader(path, info, window) as reader,
             OutputWriter(spec, info, window, path, settings) as out,
         ):
             total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)

@@ -9,8 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bgservice.errors import InvalidSettings
 
 
 class Settings(BaseSettings):
@@ -29,7 +31,6 @@ class Settings(BaseSettings):
     # --- processing ----------------------------------------------------------------------------------------
     model: str = Field("selfie", description="segmentation model name (see bgservice.models.registry)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="ONNX Runtime device")
-    decode_chunk_frames: int = Field(16, ge=1, description="frames per FrameReader.chunks() batch")
     shard_frames: int = Field(32, ge=1, description="frames per shard sent to a Segmenter")
     tmp_dir: Path | None = Field(None, description="scratch directory (default: system temp)")
 
@@ -43,8 +44,38 @@ class Settings(BaseSettings):
     )
     max_shards_in_flight: int = Field(4, ge=1, description="shards in flight per job (backpressure)")
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from bgservice.models.registry import model_names
+
+        if value not in model_names():
+            raise ValueError(f"unknown model {value!r}; known: {', '.join(model_names())}")
+        return value
+
+    @field_validator("segmenter_gpus")
+    @classmethod
+    def _gpu_share(cls, value: str) -> str:
+        text = value.strip().lower()
+        if text == "auto":
+            return text
+        try:
+            share = float(text)
+        except ValueError:
+            raise ValueError(f"must be auto, 0 or a fraction of a GPU, got {value!r}") from None
+        if share < 0 or (share > 1 and not share.is_integer()):
+            raise ValueError(f"must be auto, 0..1 or a whole number of GPUs, got {value!r}")
+        return text
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment once."""
-    return Settings()
+    """The process-wide settings, read from the environment once; a bad value is ``invalid_settings``."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"BGSERVICE_{'_'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise InvalidSettings(problems) from None

@@ -260,6 +260,10 @@ def test_pool_forget_job_answers_waiting_requests_and_returns_held_leases() -> N
 def test_pool_stops_idle_segmenters_when_no_job_comes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Idle members above the minimum go after POOL_IDLE_SECONDS even with no lease released any more."""
     monkeypatch.setattr(pool_module, "POOL_IDLE_SECONDS", 0.05)
+    stopped: list[Any] = []
+    # The members are fakes, so stopping one is recorded instead of ray.kill (which would start a Ray
+    # in this process and break the next module's own ray.init).
+    monkeypatch.setattr(SegmenterPool, "_kill", staticmethod(lambda member: stopped.append(member.handle)))
 
     async def scenario() -> int:
         pool = SegmenterPool(Settings(pool_min=1, pool_max=3))
@@ -275,6 +279,7 @@ def test_pool_stops_idle_segmenters_when_no_job_comes(monkeypatch: pytest.Monkey
         return len(pool._members)
 
     assert asyncio.run(scenario()) == 1
+    assert len(stopped) == 2
 
 
 # --- sizing and GPU choice --------------------------------------------------------------------------------

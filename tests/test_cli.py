@@ -187,6 +187,8 @@ def _error_line(done: subprocess.CompletedProcess[str]) -> str:
         ("too_many_pixels", "input_too_large"),
         ("too_long", "input_too_large"),
         ("too_big_file", "input_too_large"),
+        ("unknown_model_setting", "invalid_settings"),
+        ("bad_gpu_share_setting", "invalid_settings"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(case: str, code: str, videos: Path, tmp_path: Path) -> None:
@@ -235,6 +237,10 @@ def test_user_errors_exit_2_with_one_line(case: str, code: str, videos: Path, tm
         env["BGSERVICE_MAX_DURATION_SECONDS"] = "1"
     elif case == "too_big_file":
         env["BGSERVICE_MAX_INPUT_BYTES"] = "1000"
+    elif case == "unknown_model_setting":
+        env["BGSERVICE_MODEL"] = "no-such-model"
+    elif case == "bad_gpu_share_setting":
+        env["BGSERVICE_SEGMENTER_GPUS"] = "lots"
     done = run_cli(*args, env=env)
     assert done.returncode == 2, done.stderr
     assert _error_line(done).startswith(f"error: {code}: ")

@@ -31,10 +31,8 @@ S = Settings()
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-def read_all(
-    path: Path, info: VideoInfo, window: TrimWindow, chunk: int = 8
-) -> tuple[np.ndarray, np.ndarray]:
-    with FrameReader(str(path), info, window, chunk_frames=chunk) as reader:
+def read_all(path: Path, info: VideoInfo, window: TrimWindow) -> tuple[np.ndarray, np.ndarray]:
+    with FrameReader(str(path), info, window) as reader:
         shards = list(reader.shards(16))
     return np.concatenate([s.frames for s in shards]), np.concatenate([s.pts for s in shards])
 
@@ -45,7 +43,7 @@ def passthrough(src: Path, out: Path, start: float | None = None, end: float | N
     window = resolve_trim(info, start, end, S)
     video_only = out.with_suffix(".video.mp4")
     with (
-        FrameReader(str(src), info, window, chunk_frames=S.decode_chunk_frames) as reader,
+        FrameReader(str(src), info, window) as reader,
         VideoWriter(str(video_only), info, crf=S.crf, preset=S.preset, end_pts=reader.end_pts) as writer,
     ):
         for shard in reader.shards(S.shard_frames, 2, 2):
@@ -182,8 +180,8 @@ def test_shards_same_frames_whatever_the_size(media_factory: MediaFactory) -> No
     window = resolve_trim(info, 0.3, 2.5, S)
     reference, ref_pts = read_all(path, info, window)
     assert len(reference) == len(ref_pts)
-    for size, before, after, chunk in [(1, 0, 0, 3), (7, 3, 2, 5), (1000, 4, 4, 16)]:
-        with FrameReader(str(path), info, window, chunk_frames=chunk) as reader:
+    for size, before, after in [(1, 0, 0), (7, 3, 2), (1000, 4, 4)]:
+        with FrameReader(str(path), info, window) as reader:
             assert len(reader) == len(reference)
             for shard in reader.shards(size, before, after):
                 s = shard.start
@@ -214,7 +212,7 @@ def check_window_after_seek(path: Path, start: float, end: float) -> None:
     i0, i1 = read_frame_times(str(path)).window(start, end)
     frames, pts = read_all(path, info, resolve_trim(info, start, end, S))
     expected: list[np.ndarray] = []
-    with FrameReader(str(path), info, resolve_trim(info, None, None, S), chunk_frames=16) as reader:
+    with FrameReader(str(path), info, resolve_trim(info, None, None, S)) as reader:
         for shard in reader.shards(32):
             expected.extend(shard.frames[max(i0 - shard.start, 0) : max(i1 - shard.start, 0)])
         expected_pts = reader.pts[i0:i1] - reader.pts[i0]
@@ -445,7 +443,7 @@ def test_window_end_pts_matches_reader(media_factory: MediaFactory) -> None:
     path = media_factory.vfr()
     info = probe(str(path), S)
     window = resolve_trim(info, 0.5, 2.0, S)
-    with FrameReader(str(path), info, window, chunk_frames=4) as reader:
+    with FrameReader(str(path), info, window) as reader:
         assert window_end_pts(str(path), window.start, window.end) == reader.end_pts
 
 
@@ -626,7 +624,7 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak (VmHWM) to the current RSS: measure the reading, not the imports/probe
 start = status("VmRSS")
 count, checksum = 0, 0.0
-with FrameReader(sys.argv[1], info, window, chunk_frames=16) as reader:
+with FrameReader(sys.argv[1], info, window) as reader:
     for shard in reader.shards(32, 4, 4):
         count += len(shard)
         for frame in shard.frames:  # the slow consumer: float32 work on every frame

@@ -138,11 +138,10 @@ class FrameReader:
     filled with the previous picture so that frame count and timing stay those of the source.
     """
 
-    def __init__(self, path: str, info: VideoInfo, window: TrimWindow, *, chunk_frames: int) -> None:
+    def __init__(self, path: str, info: VideoInfo, window: TrimWindow) -> None:
         self.info = info
         self.window = window
         self._path = path
-        self.chunk_frames = max(1, int(chunk_frames))
         self.held_frames = 0
         self._container: av.container.InputContainer | None = self._open()
         try:
@@ -257,20 +256,6 @@ class FrameReader:
             self.close()
             self._container = self._open()
             seek = False
-
-    def chunks(self) -> Generator[np.ndarray, None, None]:
-        """The window's frames in order, ``chunk_frames`` at a time (uint8 [n,H,W,3])."""
-        h, w = self.info.out_height, self.info.out_width
-        frames = self._window_frames()
-        convert = _Converter(self.info, self._path)
-        try:
-            for lo in range(0, self._count, self.chunk_frames):
-                chunk = np.empty((min(self.chunk_frames, self._count - lo), h, w, 3), dtype=np.uint8)
-                for row in chunk:
-                    convert(next(frames), row)  # _window_frames yields one frame per window timestamp
-                yield chunk
-        finally:
-            frames.close()
 
     def shards(self, size: int, before: int = 0, after: int = 0) -> Iterator[Shard]:
         """Consecutive shards of ``size`` frames (the last one shorter), each with up to ``before`` /
