@@ -46,6 +46,7 @@ from bgservice.errors import (
     EncodeFailed,
     InternalError,
     JobCancelled,
+    unwrap,
 )
 from bgservice.pipeline import CancelToken, JobResult, ProgressFn
 from bgservice.settings import Settings
@@ -83,26 +84,11 @@ def ensure_ray() -> None:
         ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
 
-def _original(exc: BaseException) -> BaseException:
-    """The exception raised inside an actor, out of Ray's ``RayTaskError`` wrappers."""
-    from ray.exceptions import RayTaskError
-
-    seen: set[int] = set()
-    cur = exc
-    while isinstance(cur, RayTaskError) and id(cur) not in seen:
-        seen.add(id(cur))
-        cause = getattr(cur, "cause", None)
-        if not isinstance(cause, BaseException):
-            break
-        cur = cause
-    return cur
-
-
 def stage_error(exc: BaseException, stage: str) -> BgServiceError:
     """Map a failure seen at ``stage`` (decode / encode / segment) to a project error with a clear code."""
     from ray.exceptions import RayActorError
 
-    inner = _original(exc)
+    inner = unwrap(exc)
     if isinstance(inner, BgServiceError):
         return inner
     what = f"{type(inner).__name__}: {inner}"[:500]

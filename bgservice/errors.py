@@ -122,15 +122,21 @@ ALL_CODES: tuple[str, ...] = (
 
 
 def unwrap(exc: BaseException) -> BaseException:
-    """Return the project error hidden inside a Ray wrapper (``RayTaskError`` / ``.cause``), else ``exc``."""
+    """The project error inside Ray's wrappers (``RayTaskError.cause``) or a ``__cause__`` chain; without
+    one, the innermost exception of that chain (what actually went wrong, not its wrapper)."""
     seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
+    cur: BaseException = exc
+    while id(cur) not in seen:
         if isinstance(cur, BgServiceError):
             return cur
         seen.add(id(cur))
-        cur = getattr(cur, "cause", None) or cur.__cause__
-    return exc
+        nxt = getattr(cur, "cause", None)
+        if not isinstance(nxt, BaseException):
+            nxt = cur.__cause__
+        if nxt is None:
+            break
+        cur = nxt
+    return cur
 
 
 def as_service_error(exc: BaseException) -> BgServiceError:
