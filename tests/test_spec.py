@@ -109,3 +109,5 @@ def test_as_service_error_digs_out_the_cause() -> None:
     inner = errors.InvalidInput("bad file")
     assert errors.as_service_error(FakeRayTaskError(inner)) is inner
     assert errors.as_service_error(ValueError("boom")).code == "internal"
+    hidden = errors.as_service_error(FakeRayTaskError(KeyError("frame 12")))
+    assert (hidden.code, hidden.message) == ("internal", "KeyError: 'frame 12'")
