@@ -57,6 +57,8 @@ class Band:
                 cols.append(x_start[wx[keep]] + dx)
         self.rows: Idx = np.concatenate(rows) if rows else np.empty(0, np.intp)
         self.cols: Idx = np.concatenate(cols) if cols else np.empty(0, np.intp)
+        # flat indices into an [h*w] / [h*w, C] view: ~4x faster to gather than (rows, cols) pairs
+        self.flat: Idx = self.rows * w + self.cols
         k = self.rows.size
         self.size = k
         padded = -(-max(k, 1) // _REMAP_COLS) * _REMAP_COLS
@@ -72,6 +74,22 @@ class Band:
         """Band of a full-resolution mask (work grid = full grid)."""
         h, w = full_mask.shape
         return cls(full_mask, (h, w))
+
+    def take(self, image: npt.NDArray[Any], index: Idx | None = None) -> npt.NDArray[Any]:
+        """``image[rows, cols]`` for the band's pixels (or the band's ``index``-th ones), [k] or [k, C]."""
+        flat = self.flat if index is None else self.flat[index]
+        view = image.reshape(-1) if image.ndim == 2 else image.reshape(-1, image.shape[2])
+        return np.take(view, flat, axis=0)
+
+    def put(self, image: npt.NDArray[Any], values: npt.NDArray[Any], index: Idx | None = None) -> None:
+        """``image[rows, cols] = values`` for the band's pixels (or the band's ``index``-th ones)."""
+        if not image.flags.c_contiguous:  # reshape would copy: write through (rows, cols) instead
+            rows, cols = (self.rows, self.cols) if index is None else (self.rows[index], self.cols[index])
+            image[rows, cols] = values
+            return
+        flat = self.flat if index is None else self.flat[index]
+        view = image.reshape(-1) if image.ndim == 2 else image.reshape(-1, image.shape[2])
+        view[flat] = values
 
     def sample(self, field: F32) -> F32:
         """Bilinear samples of a work-grid ``field`` [hs,ws] or [hs,ws,C] (C <= 4) at the band pixels."""

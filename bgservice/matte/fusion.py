@@ -50,19 +50,18 @@ def estimate_foreground(frame: U8, alpha: F32, out: U8, band: Band, image_small:
     r2 = max(1, round(radii[1] / s))
     # only the band's pixels with 0 < alpha < 1 (where alpha is 1 the estimate is the frame, which ``out``
     # already holds; where it is 0 the colour is composited away)
-    a_band = alpha[band.rows, band.cols]
+    a_band = band.take(alpha)
     keep = np.flatnonzero((a_band > 0.0) & (a_band < 1.0))
     if keep.size == 0:
         return
     f_bar, b_bar = blur_fusion_fields(image_small, alpha_small, r1, r2)
     fb = band.sample(f_bar)[keep]
     bb = band.sample(b_bar)[keep]
-    rows, cols = band.rows[keep], band.cols[keep]
     a = a_band[keep][:, None]
-    i = frame[rows, cols].astype(np.float32)
+    i = band.take(frame, keep).astype(np.float32)
     i *= np.float32(1.0 / 255.0)
     f = fb + a * (i - a * fb - (1.0 - a) * bb)
     np.clip(f, 0.0, 1.0, out=f)
     f *= np.float32(255.0)
     f += np.float32(0.5)
-    out[rows, cols] = f.astype(np.uint8)
+    band.put(out, f.astype(np.uint8), keep)

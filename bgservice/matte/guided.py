@@ -110,9 +110,9 @@ def upsample_matte(q_smooth: F32, q_raw: F32 | None, coeffs: tuple[F32, F32] | N
     ref = q_raw if q_raw is not None else q_smooth
     c = b + (q_smooth - ref) if detail == 1.0 else b + (q_smooth - np.float32(detail) * ref)
     fields = band.sample(f32(cv2.merge([a[:, :, 0], a[:, :, 1], a[:, :, 2], c])))
-    pix = frame[band.rows, band.cols].astype(np.float32)
+    pix = band.take(frame).astype(np.float32)
     pix *= np.float32(1.0 / 255.0)
     vals = f32(np.einsum("kc,kc->k", fields[:, :3], pix))
     vals += fields[:, 3]
-    out[band.rows, band.cols] = contrast(vals, gain, snap, center)
+    band.put(out, contrast(vals, gain, snap, center))
     return band, small
