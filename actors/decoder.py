@@ -60,6 +60,7 @@ class Decoder:
             info=info,
             window=window,
             total_frames=total,
+            end_pts=reader.end_pts,
             node_id=_current_node_id(),
             decoder_pid=os.getpid(),
         )

@@ -53,7 +53,9 @@ class Encoder:
         self._compositor = Compositor()
         self._shards = self._frames = 0
         self._media = media
-        self._out = OutputWriter(spec, media.info, media.window, media.source_path, settings)
+        self._out = OutputWriter(
+            spec, media.info, media.window, media.source_path, settings, end_pts=media.end_pts
+        )
         return os.getpid()
 
     def push(self, index: int, parts: list[Any]) -> EncodeProgress:

@@ -17,6 +17,7 @@ class JobMedia:
     info: VideoInfo
     window: TrimWindow
     total_frames: int  # frames in the trimmed window: the progress total
+    end_pts: int  # where the window's last frame ends (FrameReader.end_pts), for the encoder
     node_id: str  # where the decoder runs: the encoder runs there too (it needs source_path)
     decoder_pid: int
 

@@ -25,7 +25,6 @@ from bgservice.media.decode import FrameReader
 from bgservice.media.encode import VideoWriter
 from bgservice.media.ffmpeg import finalize
 from bgservice.media.probe import probe, resolve_trim
-from bgservice.media.timing import window_end_pts
 from bgservice.media.types import Shard, TrimWindow, VideoInfo
 from bgservice.models import SegmentationModel, get_model
 from bgservice.settings import Settings
@@ -90,15 +89,22 @@ class OutputWriter:
     """
 
     def __init__(
-        self, spec: JobSpec, info: VideoInfo, window: TrimWindow, source_path: str, settings: Settings
+        self,
+        spec: JobSpec,
+        info: VideoInfo,
+        window: TrimWindow,
+        source_path: str,
+        settings: Settings,
+        *,
+        end_pts: int,
     ) -> None:
+        """``end_pts``: where the last frame ends (``FrameReader.end_pts``), so that video and the audio cut
+        end together."""
         self._spec, self._info, self._window, self._source = spec, info, window, source_path
         self._scratch_cm = scratch_dir(settings, prefix="bgservice-out-")
         self._scratch = self._scratch_cm.__enter__()
         self._video_only = self._scratch / "video.mp4"
         try:
-            # The last frame lasts until the window's end, so video and the audio cut end together.
-            end_pts = window_end_pts(source_path, window.start, window.end)
             self._writer: VideoWriter | None = VideoWriter(
                 str(self._video_only), info, crf=settings.crf, preset=settings.preset, end_pts=end_pts
             )
@@ -151,7 +157,7 @@ def run_job(
         plate = load_plate(spec.background, info.out_width, info.out_height, settings)
         with (
             FrameReader(path, info, window) as reader,
-            OutputWriter(spec, info, window, path, settings) as out,
+            OutputWriter(spec, info, window, path, settings, end_pts=reader.end_pts) as out,
         ):
             total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
             if progress:

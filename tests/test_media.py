@@ -21,7 +21,7 @@ from bgservice.media.decode import FrameReader
 from bgservice.media.encode import VideoWriter
 from bgservice.media.ffmpeg import finalize, reference_frames
 from bgservice.media.probe import probe, resolve_trim
-from bgservice.media.timing import read_frame_times, window_end_pts
+from bgservice.media.timing import read_frame_times
 from bgservice.media.types import TrimWindow, VideoInfo
 from bgservice.settings import Settings
 from tests.media_factory import MediaFactory, patch_error
@@ -437,14 +437,6 @@ def test_writer_refuses_bad_frames(media_factory: MediaFactory, tmp_path: Path) 
         writer.write(np.zeros((2, 240, 320, 3), np.uint8), np.array([0, 512]))
         with pytest.raises(EncodeFailed):
             writer.write(np.zeros((1, 240, 320, 3), np.uint8), np.array([512]))
-
-
-def test_window_end_pts_matches_reader(media_factory: MediaFactory) -> None:
-    path = media_factory.vfr()
-    info = probe(str(path), S)
-    window = resolve_trim(info, 0.5, 2.0, S)
-    with FrameReader(str(path), info, window) as reader:
-        assert window_end_pts(str(path), window.start, window.end) == reader.end_pts
 
 
 # --- real clips -------------------------------------------------------------------------------------------

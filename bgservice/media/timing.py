@@ -159,13 +159,3 @@ def first_frame_time(path: str, start: float) -> float:
     if i0 >= len(times):
         return start
     return float(int(times.rel[i0]) * times.time_base)
-
-
-def window_end_pts(path: str, start: float, end: float) -> int:
-    """``FrameReader.end_pts`` without a reader: where the last frame of ``[start, end)`` should end, in
-    time-base units relative to the window's first frame (for ``VideoWriter(end_pts=...)``)."""
-    times = read_frame_times(path)
-    i0, i1 = times.window(start, end)
-    if i1 <= i0:
-        return 1
-    return times.window_end_units(i0, i1, end)
