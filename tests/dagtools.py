@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from bgservice.settings import Settings
+from tests.conftest import REPO
 from tests.outputs import frames
 
-REPO = Path(__file__).resolve().parents[1]
 TALKING_HEAD = "talking_head_cremad_1001_DFA_ANG_XX.flv"  # 480x360, 29.97 fps, 2.2 s, MP3 audio
 
 

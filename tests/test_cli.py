@@ -26,13 +26,13 @@ TALKING_HEAD = "talking_head_cremad_1001_DFA_NEU_XX.flv"
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str, env: dict[str, str] | None = None, engine: str | None = "local", timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """The CLI in a subprocess; ``--engine local`` unless the test names an engine (the DAG has its own)."""
+    """The CLI in a subprocess, with ``--engine local`` added to ``process`` (the DAG has its own tests)
+    unless the arguments name one; ``engine=None`` leaves the CLI's default engine."""
     full_env = {**os.environ, **(env or {})}
-    if args and args[0] == "process" and "--engine" not in args and "--default-engine" not in args:
-        args = (*args, "--engine", "local")
-    args = tuple(a for a in args if a != "--default-engine")
+    if engine is not None and args and args[0] == "process" and "--engine" not in args:
+        args = (*args, "--engine", engine)
     return subprocess.run(
         [sys.executable, "-m", "bgservice", *args],
         capture_output=True,
@@ -308,7 +308,7 @@ def test_default_engine_is_the_ray_dag_and_gives_the_same_frames(
 ) -> None:
     src, local_out = talking_head_blue
     out = tmp_path / "ray.mp4"
-    done = run_cli("process", str(src), "-o", str(out), "--background", "#1E90FF", "--default-engine")
+    done = run_cli("process", str(src), "-o", str(out), "--background", "#1E90FF", engine=None)
     assert done.returncode == 0, done.stderr
     produced, reference = list(frames(str(out))), list(frames(str(local_out)))
     assert len(produced) == len(reference)
@@ -317,6 +317,6 @@ def test_default_engine_is_the_ray_dag_and_gives_the_same_frames(
         for a, b in zip(produced, reference, strict=True)
     )
     assert worst <= 0.5
-    bad = run_cli("process", str(src), "-o", str(out), "--start", "99", "--default-engine")
+    bad = run_cli("process", str(src), "-o", str(out), "--start", "99", engine=None)
     assert bad.returncode == 2
     assert _error_line(bad).startswith("error: invalid_trim: ")
