@@ -4,7 +4,7 @@
 
 Generates two clips of the same kind (720p by default: 30 s and 5 min) with real ffmpeg, starts a local
 Ray (``--cpus``, default 2), warms the Segmenter pool and a decoder/encoder pair, then runs each clip
-through :func:`actors.dag.run_job_ray` while sampling every ``--interval`` seconds:
+through :func:`bgservice.engines.ray.dag.run_job_ray` while sampling every ``--interval`` seconds:
 
 - the sum of PSS (proportional set size, ``/proc/PID/smaps_rollup``) over every process of this Ray
   session: this driver and all its descendants (GCS, raylet, dashboard agents, every worker);
@@ -137,7 +137,7 @@ def main() -> None:
 
     import ray
 
-    from actors.dag import run_job_ray, warm_up
+    from bgservice.engines.ray.dag import run_job_ray, warm_up
     from bgservice.settings import Settings
     from bgservice.spec import JobSpec
 

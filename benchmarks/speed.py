@@ -17,11 +17,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from bgservice.engines.local import run_job
 from bgservice.media.ffmpeg import plain_reencode
 from bgservice.media.probe import probe
-from bgservice.pipeline import ShardProcessor, run_job
 from bgservice.settings import get_settings
 from bgservice.spec import JobSpec
+from bgservice.stages import ShardProcessor
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 DEFAULT_CLIPS = [
@@ -68,7 +69,7 @@ def main() -> None:
                 if engine == "local":
                     took = best_of(args.repeat, partial(run_job, spec, settings, processor=processor))
                 else:
-                    from actors.dag import run_job_ray
+                    from bgservice.engines.ray.dag import run_job_ray
 
                     run_job_ray(spec, settings)  # warm the pool: actor start-up is not per-job cost
                     took = best_of(args.repeat, partial(run_job_ray, spec, settings))

@@ -133,7 +133,7 @@ def default_concurrency(settings: Settings) -> int:
     """Jobs at once: as many decoder/encoder pairs as the cluster's CPUs hold beside the pool's minimum."""
     import ray
 
-    from actors.resources import JOB_RESERVE_CPUS
+    from bgservice.engines.ray.resources import JOB_RESERVE_CPUS
 
     resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
     cpus = float(resources.get("CPU", 1.0))
@@ -145,7 +145,7 @@ def run_manifest(
     lines: Sequence[tuple[int, str]], settings: Settings, jobs: int | None = None
 ) -> list[LineReport]:
     """Validate every line, run the valid ones concurrently on Ray, report every line in order."""
-    from actors.dag import JobHandle, ensure_ray, submit
+    from bgservice.engines.ray.dag import JobHandle, ensure_ray, submit
 
     reports: dict[int, LineReport] = {}
     specs: list[tuple[int, JobSpec]] = []

@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from bgservice import __version__
+from bgservice.engines import ENGINES, JobResult, ProgressFn, get_engine
 from bgservice.errors import as_service_error
 from bgservice.interrupt import sigterm_as_interrupt
-from bgservice.pipeline import JobResult, ProgressFn
 from bgservice.settings import Settings, get_settings
 from bgservice.spec import JobSpec
 
-ENGINES = ("ray", "local")
 DEFAULT_ENGINE = "ray"
 
 
@@ -74,17 +73,14 @@ class _Progress:
 
 
 def _run(spec: JobSpec, settings: Settings, engine: str, progress: ProgressFn) -> JobResult:
+    runner = get_engine(engine)
     if engine == "local":
-        from bgservice.pipeline import run_job
-
-        return run_job(spec, settings, progress=progress)
+        return runner.run(spec, settings, progress=progress)
     import ray
-
-    from actors.dag import run_job_ray
 
     started_here = not ray.is_initialized()
     try:
-        return run_job_ray(spec, settings, progress=progress)
+        return runner.run(spec, settings, progress=progress)
     finally:
         if started_here and ray.is_initialized():
             # Disconnect (and stop a Ray this command started) before the interpreter exits: leaving

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from bgservice.errors import InvalidBackground
 from bgservice.timecode import parse_time
@@ -75,3 +75,15 @@ class JobSpec:
             start=parse_time(start, name="start"),
             end=parse_time(end, name="end"),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the job store keeps a job's spec in this form)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        bg = dict(data.get("background") or {})
+        if "colour" in bg:
+            bg["colour"] = tuple(bg["colour"])
+        fields = {k: v for k, v in data.items() if k != "background"}
+        return cls(background=Background(**bg), **fields)

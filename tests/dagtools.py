@@ -21,7 +21,7 @@ def local_ray(num_cpus: int, **kwargs: Any) -> Iterator[None]:
     """One local Ray for a test module; the pool (a detached actor) goes with it."""
     import ray
 
-    from actors.pool import shutdown_pool
+    from bgservice.engines.ray.pool import shutdown_pool
 
     ray.init(
         address="local",  # a fresh Ray for this module, never a cluster another process left running

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actors import pool as pool_module
-from actors.compositor import Compositor
-from actors.decoder import Decoder
-from actors.encoder import Encoder
-from actors.pool import SegmenterPool, _Member
-from actors.resources import (
+from bgservice.engines.ray import pool as pool_module
+from bgservice.engines.ray.compositor import Compositor
+from bgservice.engines.ray.decoder import Decoder
+from bgservice.engines.ray.encoder import Encoder
+from bgservice.engines.ray.pool import SegmenterPool, _Member
+from bgservice.engines.ray.resources import (
     AUTO_GPU_SHARE,
     JOB_RESERVE_CPUS,
     autoscaler_has_gpu_node_types,
@@ -23,8 +23,8 @@ from actors.resources import (
     resolve_gpu_share,
     segmenter_options,
 )
-from actors.segmenter import Segmenter
-from actors.types import Segment
+from bgservice.engines.ray.segmenter import Segmenter
+from bgservice.engines.ray.types import Segment
 from bgservice.errors import DecodeFailed, EncodeFailed, InternalError, InvalidInput
 from bgservice.media.ffmpeg import ClipSpec, synth_clip
 from bgservice.media.types import Shard
@@ -320,7 +320,7 @@ def test_pool_grows_only_beside_room_for_the_next_job() -> None:
 def test_stage_errors_have_clear_codes() -> None:
     from ray.exceptions import ActorDiedError
 
-    from actors.dag import stage_error
+    from bgservice.engines.ray.dag import stage_error
 
     assert isinstance(stage_error(ActorDiedError(), "decode"), DecodeFailed)
     assert isinstance(stage_error(ActorDiedError(), "encode"), EncodeFailed)

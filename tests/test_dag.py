@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from actors.dag import run_job_ray, submit, warm_up
-from actors.pool import get_pool
+from bgservice.engines.local import run_job
+from bgservice.engines.ray.dag import run_job_ray, submit, warm_up
+from bgservice.engines.ray.pool import get_pool
 from bgservice.errors import JobCancelled
 from bgservice.media.ffmpeg import ClipSpec, synth_clip
-from bgservice.pipeline import run_job
 from bgservice.spec import JobSpec
 from tests.dagtools import TALKING_HEAD, dag_settings, local_ray, scratch_files, worst_frame_diff
 

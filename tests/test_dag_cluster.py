@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from actors.dag import submit
-from actors.pool import get_pool, shutdown_pool
-from actors.resources import AUTO_GPU_SHARE, resolve_gpu_share
-from bgservice.pipeline import run_job
+from bgservice.engines.local import run_job
+from bgservice.engines.ray.dag import submit
+from bgservice.engines.ray.pool import get_pool, shutdown_pool
+from bgservice.engines.ray.resources import AUTO_GPU_SHARE, resolve_gpu_share
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 from tests.dagtools import REPO, TALKING_HEAD, dag_settings, worst_frame_diff

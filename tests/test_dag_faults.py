@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from actors.dag import JobHandle, run_job_ray, submit
-from actors.pool import get_pool
+from bgservice.engines.local import run_job
+from bgservice.engines.ray.dag import JobHandle, run_job_ray, submit
+from bgservice.engines.ray.pool import get_pool
 from bgservice.errors import DecodeFailed, EncodeFailed, InvalidInput
 from bgservice.media.ffmpeg import ClipSpec, synth_clip
-from bgservice.pipeline import run_job
 from bgservice.spec import JobSpec
 from tests.dagtools import TALKING_HEAD, dag_settings, local_ray, scratch_files, worst_frame_diff
 

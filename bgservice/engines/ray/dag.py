@@ -12,7 +12,7 @@
                                                                                      atomic publish
 
 - Data moves actor to actor through the object store; the driver only ever ``ray.get``-s small records
-  (:class:`~actors.types.ShardHead`, :class:`~actors.types.SegmentDone`, progress), never frames.
+  (:class:`~.types.ShardHead`, :class:`~.types.SegmentDone`, progress), never frames.
 - Backpressure: at most ``max_shards_in_flight`` shards of a job exist between "asked of the decoder" and
   "written by the encoder" (``ray.wait`` on the small records), so memory is flat in the video's length.
 - Decoder and encoder are pinned (``NodeAffinitySchedulingStrategy(soft=False)``) to the driver's node
@@ -37,9 +37,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from actors.iopool import IO_POOL, IOPair
-from actors.pool import get_pool
-from actors.types import EncodeProgress, EncodeResult, JobMedia, SegmentDone, ShardHead
+from bgservice.engines.base import CancelToken, JobResult, ProgressFn
+from bgservice.engines.ray.iopool import IO_POOL, IOPair
+from bgservice.engines.ray.pool import get_pool
+from bgservice.engines.ray.types import EncodeProgress, EncodeResult, JobMedia, SegmentDone, ShardHead
 from bgservice.errors import (
     BgServiceError,
     DecodeFailed,
@@ -48,7 +49,6 @@ from bgservice.errors import (
     JobCancelled,
     unwrap,
 )
-from bgservice.pipeline import CancelToken, JobResult, ProgressFn
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 from bgservice.storage import (
@@ -466,7 +466,7 @@ def run_job_ray(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> JobResult:
-    """The Ray twin of :func:`bgservice.pipeline.run_job`: same arguments, same result, same errors."""
+    """The Ray twin of :func:`bgservice.engines.local.run_job`: same arguments, same result, same errors."""
     handle = submit(spec, settings, progress=progress, cancel=cancel)
     try:
         return handle.result()
@@ -474,3 +474,19 @@ def run_job_ray(
         handle.cancel()
         handle.wait(CLEANUP_SECONDS + 5)
         raise
+
+
+class RayEngine:
+    """The job as a Ray DAG on the cluster at ``RAY_ADDRESS``, else on a local Ray started on demand."""
+
+    name = "ray"
+
+    def run(
+        self,
+        spec: JobSpec,
+        settings: Settings,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> JobResult:
+        return run_job_ray(spec, settings, progress=progress, cancel=cancel)

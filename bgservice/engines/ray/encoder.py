@@ -1,9 +1,9 @@
 """The encoder: one per job, beside its decoder; reassembles shards in order, encodes, muxes, publishes.
 
 ``push(index, [ref])`` receives a finished shard as an object reference (nested in a list, so Ray does not
-fetch it on arrival); the :class:`~actors.compositor.Compositor` releases contiguous runs strictly in order
+fetch it on arrival); the :class:`~.compositor.Compositor` releases contiguous runs strictly in order
 and only then are the frames fetched and streamed into the core's
-:class:`bgservice.pipeline.OutputWriter` (PyAV H.264 with the shards' timestamps). ``finish`` muxes the
+:class:`bgservice.stages.OutputWriter` (PyAV H.264 with the shards' timestamps). ``finish`` muxes the
 source's audio and publishes atomically: nothing appears at the output key unless the job succeeded;
 ``abort`` removes every temporary file.
 """
@@ -14,9 +14,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from actors.compositor import Compositor
-from actors.segmenter import _current_node_id
-from actors.types import EncodeProgress, EncodeResult, JobMedia, Segment
+from bgservice.engines.ray.compositor import Compositor
+from bgservice.engines.ray.segmenter import _current_node_id
+from bgservice.engines.ray.types import EncodeProgress, EncodeResult, JobMedia, Segment
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 
@@ -47,7 +47,7 @@ class Encoder:
 
     def open(self, spec: JobSpec, media: JobMedia, settings: Settings) -> int:
         """Start the job's video file; returns this process's pid."""
-        from bgservice.pipeline import OutputWriter
+        from bgservice.stages import OutputWriter
 
         self.abort()
         self._compositor = Compositor()

@@ -12,7 +12,7 @@ sends a shard there and ``release(key)`` when the shard is done. Pixels never pa
   a long one.
 - Growth: while the shards wanting a Segmenter (held + waiting leases) exceed ``pool_shards_per_actor``
   per actor, one more Segmenter is started, up to ``pool_max``, and only when it fits beside the next job
-  (see :mod:`actors.resources`) or the autoscaler can add a GPU node for it. Segmenters idle for
+  (see :mod:`.resources`) or the autoscaler can add a GPU node for it. Segmenters idle for
   ``POOL_IDLE_SECONDS`` are stopped down to ``pool_min``.
 - Faults: Segmenters are restartable and their tasks retried (Ray does it: the task is idempotent). A
   Segmenter that is gone for good is ``discard``-ed by the job that saw it and replaced.
@@ -28,9 +28,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.resources import POOL_MANAGER_CPUS, can_grow, segmenter_options
-from actors.segmenter import Segmenter
-from actors.types import SegmenterInfo
+from bgservice.engines.ray.resources import POOL_MANAGER_CPUS, can_grow, segmenter_options
+from bgservice.engines.ray.segmenter import Segmenter
+from bgservice.engines.ray.types import SegmenterInfo
 from bgservice.errors import InternalError
 from bgservice.settings import Settings
 
@@ -340,7 +340,7 @@ def get_pool(settings: Settings) -> Any:
     """The cluster's pool manager, created on first use with these settings (later callers share it)."""
     import ray
 
-    from actors.resources import autoscaler_has_gpu_node_types, resolve_gpu_share
+    from bgservice.engines.ray.resources import autoscaler_has_gpu_node_types, resolve_gpu_share
 
     autoscaler_gpu = autoscaler_has_gpu_node_types()
     cluster: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.decoder import Decoder
-from actors.encoder import Encoder
-from actors.resources import DECODER_CPUS, ENCODER_CPUS, JOB_RESERVE_CPUS
+from bgservice.engines.ray.decoder import Decoder
+from bgservice.engines.ray.encoder import Encoder
+from bgservice.engines.ray.resources import DECODER_CPUS, ENCODER_CPUS, JOB_RESERVE_CPUS
 
 WARM_PER_NODE = 2
 WARM_IDLE_SECONDS = 60.0

@@ -1,7 +1,7 @@
 """The decoder: one per job, on the node where the job's input is; hands out shards one call at a time.
 
 ``open`` stages the input (fsspec URL -> local file), probes it, resolves the trim window and loads the
-background plate, exactly as the one-process pipeline does (:func:`bgservice.pipeline.prepared_input`);
+background plate, exactly as the one-process pipeline does (:func:`bgservice.stages.prepared_input`);
 ``next_shard`` returns the next shard, or ``(None, None)`` at the end. Frames are read in bounded chunks by
 :class:`bgservice.media.decode.FrameReader`, so memory is flat in the video's length; the DAG bounds how
 many shards are requested ahead. A decoder is stateful and is not restarted: if its process dies the job
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from actors.segmenter import _current_node_id
-from actors.types import JobMedia, ShardHead
+from bgservice.engines.ray.segmenter import _current_node_id
+from bgservice.engines.ray.types import JobMedia, ShardHead
 from bgservice.media.types import Shard
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
@@ -42,7 +42,7 @@ class Decoder:
         """Returns (what was found, the background plate at the output size)."""
         from bgservice.backgrounds import load_plate
         from bgservice.media.decode import FrameReader
-        from bgservice.pipeline import prepared_input
+        from bgservice.stages import prepared_input
 
         self.close()
         try:

@@ -1,7 +1,7 @@
 """The Segmenter: one long-lived process of the pool; loads the model once, turns shards into final frames.
 
 Each Segmenter runs the whole full-resolution work of a shard (model, matte refinement, composite over the
-plate) through the core's :class:`bgservice.pipeline.ShardProcessor`, so that heavy work is spread over the
+plate) through the core's :class:`bgservice.stages.ShardProcessor`, so that heavy work is spread over the
 pool instead of funnelled through one actor. ``process`` is a pure function of its arguments: Ray may retry
 it on a restarted actor (SIGKILL, lost node) and get the same frames.
 
@@ -18,13 +18,13 @@ from typing import Protocol
 
 import numpy as np
 
-from actors.types import Segment, SegmentDone, SegmenterInfo
+from bgservice.engines.ray.types import Segment, SegmentDone, SegmenterInfo
 from bgservice.media.types import Shard
 from bgservice.settings import Settings
 
 
 class ShardWork(Protocol):
-    """What a Segmenter needs from the core (``bgservice.pipeline.ShardProcessor`` is one)."""
+    """What a Segmenter needs from the core (``bgservice.stages.ShardProcessor`` is one)."""
 
     @property
     def context_before(self) -> int: ...
@@ -55,7 +55,7 @@ class Segmenter:
             with contextlib.suppress(OSError):
                 os.nice(niceness)
         if work is None:
-            from bgservice.pipeline import ShardProcessor
+            from bgservice.stages import ShardProcessor
 
             work = ShardProcessor(settings)
         self._work = work

@@ -1,6 +1,4 @@
-"""The one-process path: what the CLI's ``--engine local`` runs, and the reference the Ray DAG must equal.
-
-The stages are small pieces the Ray actors reuse as they are:
+"""The stages of a job: small pieces both engines (one process, the Ray DAG) reuse as they are.
 
 - :func:`prepared_input`  input URL -> local file, probed, trim window resolved (the decoder's first step)
 - :class:`ShardProcessor` model + matte refinement + composite for one shard (what a Segmenter runs)
@@ -10,18 +8,13 @@ The stages are small pieces the Ray actors reuse as they are:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
 import numpy as np
 
-from bgservice.backgrounds import load_plate
-from bgservice.errors import JobCancelled
 from bgservice.matte import Matter, composite
-from bgservice.media.decode import FrameReader
 from bgservice.media.encode import VideoWriter
 from bgservice.media.ffmpeg import finalize
 from bgservice.media.probe import probe, resolve_trim
@@ -30,22 +23,6 @@ from bgservice.models import SegmentationModel, get_model
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 from bgservice.storage import check_output_url, local_input, publish, scratch_dir
-
-ProgressFn = Callable[[int, int], None]
-
-
-class CancelToken(Protocol):
-    def is_set(self) -> bool: ...
-
-
-@dataclass(frozen=True)
-class JobResult:
-    output_url: str
-    duration_seconds: float  # the trimmed source's duration: what is billed
-    frames: int
-    width: int
-    height: int
-    has_audio: bool
 
 
 @contextlib.contextmanager
@@ -141,40 +118,3 @@ class OutputWriter:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def run_job(
-    spec: JobSpec,
-    settings: Settings,
-    *,
-    processor: ShardProcessor | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-) -> JobResult:
-    """Run one job in this process, streaming shard by shard: memory stays flat in the video's length."""
-    processor = processor or ShardProcessor(settings)
-    with prepared_input(spec, settings) as (path, info, window):
-        plate = load_plate(spec.background, info.out_width, info.out_height, settings)
-        with (
-            FrameReader(path, info, window) as reader,
-            OutputWriter(spec, info, window, path, settings, end_pts=reader.end_pts) as out,
-        ):
-            total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
-            if progress:
-                progress(0, total)
-            shards = reader.shards(settings.shard_frames, processor.context_before, processor.context_after)
-            for shard in shards:
-                if cancel is not None and cancel.is_set():
-                    raise JobCancelled("the job was cancelled")
-                out.write(processor(shard, plate), shard.pts)
-                if progress:
-                    progress(out.frames_written, total)
-            out.commit()
-            return JobResult(
-                output_url=spec.output_url,
-                duration_seconds=round(window.duration, 3),
-                frames=out.frames_written,
-                width=info.out_width,
-                height=info.out_height,
-                has_audio=info.audio is not None,
-            )
