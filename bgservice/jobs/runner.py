@@ -575,6 +575,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             err = as_service_error(exc)
             print(f"error: {err.code}: {err.message}", file=sys.stderr)
             return err.exit_code
+        # again: ray.init installs its own SIGTERM handler (a crash report), which would kill this process
+        for sig in previous:
+            signal.signal(sig, on_signal)
         print(f"runner {status['name']} started (generation {status['generation']})", flush=True)
         while not stop.wait(1.0):
             if not runner_alive(settings):
