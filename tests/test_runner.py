@@ -300,6 +300,9 @@ def test_cancel_a_queued_and_a_running_job(
 def test_a_job_over_the_timeout_fails_with_timeout(
     ray_here: None, data_dir: Path, here_store: JobStore, clips: dict[str, Path], tmp_path: Path
 ) -> None:
+    import ray
+
+    from bgservice.engines.ray.pool import get_pool
     from bgservice.jobs.runner import ensure_runner, stop_runner
 
     settings = here_settings(data_dir, job_timeout_seconds=2)
@@ -307,6 +310,27 @@ def test_a_job_over_the_timeout_fails_with_timeout(
     job_id = queue(here_store, clips["long"], tmp_path / "long.mp4")
     rec = wait_for(lambda: ended(here_store, job_id), 120, "the job to time out")
     assert rec.state == JobState.FAILED and rec.error is not None
-    assert rec.error["code"] == "timeout" and "BGSERVICE_JOB_TIMEOUT_SECONDS" in rec.error["message"]
+    assert rec.error["code"] == "timeout", rec.error
+    # its work stopped (whichever noticed first, the runner or the store's sweep): leases back, no output
+    pool = get_pool(settings)
+    wait_for(lambda: ray.get(pool.load.remote())["leased"] == 0, 60, "the leases back in the pool")
     assert outputs(tmp_path) == []
     assert stop_runner(settings)
+
+
+def test_on_postgresql_a_queued_job_completes(
+    ray_here: None, data_dir: Path, postgres_url: str, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    from bgservice.jobs.runner import ensure_runner, stop_runner
+
+    settings = here_settings(data_dir, database_url=postgres_url)
+    db = JobStore.from_settings(settings)
+    try:
+        ensure_runner(settings)
+        job_id = queue(db, clips["short"], tmp_path / "short.mp4")
+        rec = wait_for(lambda: ended(db, job_id), JOB_SECONDS, "the job", lambda: record(db, job_id))
+        assert rec.state == JobState.COMPLETED and rec.attempts == 1, rec.error
+        assert inspect(str(tmp_path / "short.mp4")).frames == 25
+        assert stop_runner(settings)
+    finally:
+        db.close()
