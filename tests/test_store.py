@@ -281,7 +281,10 @@ print(json.dumps(mine), flush=True)
 """
 
 
-def test_two_runner_processes_never_take_the_same_job(job_store_url: str, tmp_path: Path) -> None:
+def test_two_runner_processes_never_take_the_same_job(tmp_path: Path) -> None:
+    """Two processes on one SQLite file (on PostgreSQL, the thread test's connections are already
+    separate sessions to the server)."""
+    job_store_url = f"sqlite:///{tmp_path / 'jobs.db'}"
     n = 60
     with JobStore(job_store_url) as s:
         ids = {s.create(SPEC, owner=f"key{i % 3}").id for i in range(n)}
