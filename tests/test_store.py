@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from bgservice.errors import InvalidSettings, JobNotCancellable, NotFound, ServiceUnavailable
 from bgservice.jobs.record import MAX_ATTEMPTS, TRANSITIONS, IllegalTransition, JobState
 from bgservice.jobs.schema import metadata
-from bgservice.jobs.store import HEAD_REVISION, JobStore, key_id
+from bgservice.jobs.store import JobStore, head_revision, key_id
 from bgservice.settings import Settings, default_data_dir, get_settings
 from bgservice.spec import JobSpec
 from tests.conftest import REPO
@@ -54,7 +54,7 @@ def state_of(store: JobStore, job_id: str) -> JobState:
 def test_open_twice_is_at_head_and_matches_the_schema(job_store_url: str) -> None:
     for _ in range(2):
         with JobStore(job_store_url) as s:
-            assert s.schema_revision() == HEAD_REVISION
+            assert s.schema_revision() == head_revision()
     engine = sa.create_engine(JobStore(job_store_url).url)
     try:
         with engine.connect() as conn:
@@ -93,15 +93,22 @@ def test_an_older_database_is_upgraded_and_keeps_its_jobs(job_store_url: str, tm
     finally:
         engine.dispose()
     with JobStore(job_store_url) as s:
-        assert s.schema_revision() == HEAD_REVISION
+        assert s.schema_revision() == head_revision()
         old = s.get("old-job")
         assert old is not None and old.state is JobState.QUEUED and old.spec == {"input_url": "a.mp4"}
         assert old.created_at == T0 and old.attempts == 0 and old.cancel_requested is False
 
 
+def test_head_is_the_newest_migration() -> None:
+    versions = REPO / "bgservice" / "jobs" / "migrations" / "versions"
+    newest = max(p.name.split("_", 1)[0] for p in versions.glob("[0-9]*.py"))
+    assert head_revision() == newest
+
+
 def test_spec_round_trips_and_times_are_aware_utc(store: JobStore) -> None:
     spec = JobSpec.build("s3://b/in.mp4", "s3://b/out.mp4", colour="#0f0", start="1.5", end="00:00:03")
-    record = store.create(spec.to_dict(), owner="k" * 64, request={"input": "x"})
+    record = store.create(spec.to_dict(), owner="k" * 64, request={"input": "x"}, extra={"webhook": "w"})
+    assert record.extra == {"webhook": "w"}
     got = store.get(record.id)
     assert got is not None
     assert JobSpec.from_dict(got.spec) == spec
@@ -237,6 +244,7 @@ def test_two_runners_in_threads_never_take_the_same_job(store: JobStore) -> None
     assert len(claimed) == len(set(claimed)) == n
     assert set(claimed) == ids
     for name, mine in zip([f"r{i}" for i in range(4)], results, strict=True):
+        assert sorted(r.id for r in store.leased_to(name)) == sorted(mine)
         for job_id in mine:
             record = store.get(job_id)
             assert record is not None and record.lease_owner == name and record.attempts == 1

@@ -47,7 +47,6 @@ from bgservice.jobs.record import MAX_ATTEMPTS, IllegalTransition, JobRecord, Jo
 from bgservice.jobs.schema import api_keys, generations, jobs, secrets
 from bgservice.settings import Settings
 
-HEAD_REVISION = "0001"  # the newest migration this code knows (tests check the database reaches it)
 _CLAIM_LOCK = 0x6267_6A6F_6273  # pg_advisory_xact_lock key serialising claims ("bgjobs")
 _MIGRATE_LOCK = 0x6267_6D69_6772  # ... and migrations ("bgmigr")
 
@@ -97,6 +96,25 @@ def _ensure_private_file(path: Path) -> None:
         path.parent.chmod(0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(fd)
+
+
+def _alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("bgservice.jobs") / "migrations"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration this code ships (what every opened database is brought to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
 
 
 def _cursor_encode(created_at: datetime, job_id: str) -> str:
@@ -244,16 +262,11 @@ class JobStore:
         """Alembic ``upgrade head`` inside one transaction that concurrent openers queue behind (SQLite:
         ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock). Safe to run on every open."""
         from alembic import command
-        from alembic.config import Config
 
-        script_location = str(resources.files("bgservice.jobs") / "migrations")
         with self._write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
-            cfg = Config()
-            cfg.set_main_option("script_location", script_location)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(_alembic_config(conn), "head")
 
     def schema_revision(self) -> str | None:
         """The database's Alembic revision (``alembic_version``)."""
@@ -270,9 +283,11 @@ class JobStore:
         job_id: str | None = None,
         engine: str | None = None,
         quality: str | None = None,
+        extra: dict[str, Any] | None = None,
         now: datetime | None = None,
     ) -> JobRecord:
-        """A new ``queued`` job (``job_id``: a uuid4 string, made here when not given)."""
+        """A new ``queued`` job (``job_id``: a uuid4 string, made here when not given; ``now``: its
+        ``created_at``, default the current time)."""
         at = _aware(now)
         values = {
             "id": job_id or str(uuid.uuid4()),
@@ -287,6 +302,7 @@ class JobStore:
             "cancel_requested": False,
             "engine": engine,
             "quality": quality,
+            "extra": extra,
         }
         with self._write() as conn:
             row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).mappings().one()
@@ -335,6 +351,16 @@ class JobStore:
         last = page[-1] if page else None
         next_cursor = _cursor_encode(last.created_at, last.id) if more and last and last.created_at else None
         return page, next_cursor
+
+    def leased_to(self, runner_id: str) -> list[JobRecord]:
+        """The running jobs that ``runner_id`` holds (a runner stopping gracefully releases them)."""
+        query = (
+            sa.select(jobs)
+            .where(jobs.c.state == R, jobs.c.lease_owner == runner_id)
+            .order_by(jobs.c.created_at, jobs.c.id)
+        )
+        with self._read() as conn:
+            return [_record(r) for r in conn.execute(query).mappings().all()]
 
     def claim(
         self,
