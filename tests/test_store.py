@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,10 +31,8 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(job_store_url: str) -> Iterator[JobStore]:
-    s = JobStore(job_store_url)
-    yield s
-    s.close()
+def store(job_store: JobStore) -> JobStore:
+    return job_store  # tests/postgres.py: SQLite, then a real PostgreSQL
 
 
 def claim(store: JobStore, runner: str = "r1", *, now: datetime | None = None, **limits: int) -> Any:
@@ -103,6 +100,21 @@ def test_head_is_the_newest_migration() -> None:
     versions = REPO / "bgservice" / "jobs" / "migrations" / "versions"
     newest = max(p.name.split("_", 1)[0] for p in versions.glob("[0-9]*.py"))
     assert head_revision() == newest
+
+
+def test_several_processes_may_open_a_new_database_at_once(job_store_url: str) -> None:
+    start = threading.Barrier(3)
+
+    def open_it(_: int) -> str | None:
+        start.wait()
+        with JobStore(job_store_url) as s:
+            s.create(SPEC)
+            return s.schema_revision()
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(open_it, range(3))) == [head_revision()] * 3
+    with JobStore(job_store_url) as s:
+        assert s.counts()["queued"] == 3
 
 
 def test_spec_round_trips_and_times_are_aware_utc(store: JobStore) -> None:
@@ -619,6 +631,14 @@ def test_sqlite_is_safe_from_many_threads(tmp_path: Path) -> None:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         engine.dispose()
+
+
+def test_a_data_dir_that_cannot_be_made_is_an_operator_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(InvalidSettings, match="BGSERVICE_DATA_DIR"):
+        JobStore.from_settings(Settings(data_dir=tmp_path / "file" / "bgservice"))
+    with pytest.raises(ServiceUnavailable, match="cannot create"):
+        JobStore(f"sqlite:///{tmp_path / 'file' / 'jobs.db'}")
 
 
 def test_default_data_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import OperationalError
 
-from bgservice.errors import JobNotCancellable, JobTimeout, NotFound, ServiceUnavailable
+from bgservice.errors import InvalidSettings, JobNotCancellable, JobTimeout, NotFound, ServiceUnavailable
 from bgservice.jobs.record import MAX_ATTEMPTS, IllegalTransition, JobRecord, JobState, check_transition
 from bgservice.jobs.schema import api_keys, generations, jobs, secrets
 from bgservice.settings import Settings
@@ -198,7 +198,10 @@ class JobStore:
         if not path.is_absolute():
             path = path.resolve()
             self.url = self.url.set(database=str(path))
-        _ensure_private_file(path)
+        try:
+            _ensure_private_file(path)
+        except OSError as exc:
+            raise ServiceUnavailable(f"job store unreachable: cannot create {path}: {exc}") from exc
         engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -226,9 +229,12 @@ class JobStore:
         if settings.database_url:
             return cls(settings.database_url, secret=secret)
         data_dir = Path(settings.data_dir).expanduser()
-        if not data_dir.exists():
-            data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
-            data_dir.chmod(0o700)
+        try:
+            if not data_dir.exists():
+                data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+                data_dir.chmod(0o700)
+        except OSError as exc:
+            raise InvalidSettings(f"BGSERVICE_DATA_DIR: cannot create {data_dir}: {exc}") from exc
         path = data_dir.resolve() / "jobs.db"
         return cls(URL.create("sqlite", database=str(path)), secret=secret)
 
