@@ -26,6 +26,7 @@ import os
 import secrets as _secrets
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -181,6 +182,16 @@ class JobStore:
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql+psycopg")
         # Writes on SQLite begin IMMEDIATE (see _sqlite_engine); on PostgreSQL the two are the same.
         self._writer = self._engine.execution_options(bgservice_write=True)
+        # A forked child must not share the parent's pooled connections (SQLAlchemy's advice): it opens
+        # its own on first use.
+        ref = weakref.ref(self)
+
+        def _after_fork() -> None:
+            store = ref()
+            if store is not None:
+                store._engine.dispose(close=False)
+
+        os.register_at_fork(after_in_child=_after_fork)
         try:
             self.migrate()
         except OperationalError as exc:
