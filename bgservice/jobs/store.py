@@ -424,7 +424,6 @@ class JobStore:
                 started_at=at,
                 updated_at=at,
                 progress=0.0,
-                cancel_requested=False,
             )
             .returning(*jobs.c)
         )
@@ -470,11 +469,12 @@ class JobStore:
         values: dict[str, Any],
         *,
         now: datetime | None = None,
+        guard: Sequence[sa.ColumnElement[bool]] = (),
     ) -> JobRecord:
         """One guarded ``running`` -> ``new`` under ``runner_id``'s lease (any lease when ``None``)."""
         check_transition(JobState.RUNNING, new)
         at = _aware(now)
-        stmt = jobs.update().where(jobs.c.id == job_id, jobs.c.state == R)
+        stmt = jobs.update().where(jobs.c.id == job_id, jobs.c.state == R, *guard)
         if runner_id is not None:
             stmt = stmt.where(jobs.c.lease_owner == runner_id)
         stmt = stmt.values(
@@ -566,18 +566,20 @@ class JobStore:
     def release(self, job_id: str, runner_id: str) -> JobRecord:
         """Graceful stop: ``running`` -> ``queued`` without counting the attempt (``attempts`` - 1).
         A job whose cancel was requested ends ``cancelled`` instead."""
-        current = self.get(job_id)
-        if current is not None and current.cancel_requested and current.state is JobState.RUNNING:
-            try:
-                return self.mark_cancelled(job_id, runner_id)
-            except IllegalTransition:
-                pass  # it moved meanwhile: the guarded requeue below reports why
-        return self._finish(
-            job_id,
-            runner_id,
-            JobState.QUEUED,
-            {"attempts": jobs.c.attempts - 1, "progress": 0.0, "started_at": None},
-        )
+        try:
+            # guarded on no cancel request, so that a cancel arriving meanwhile is never lost in the queue
+            return self._finish(
+                job_id,
+                runner_id,
+                JobState.QUEUED,
+                {"attempts": jobs.c.attempts - 1, "progress": 0.0, "started_at": None},
+                guard=[jobs.c.cancel_requested.is_(False)],
+            )
+        except IllegalTransition:
+            current = self.get(job_id)
+            if current is None or not current.cancel_requested or current.state is not JobState.RUNNING:
+                raise
+            return self.mark_cancelled(job_id, runner_id)
 
     def requeue_expired(self, *, now: datetime | None = None, max_attempts: int = MAX_ATTEMPTS) -> list[str]:
         """Running jobs whose lease lapsed go back to ``queued`` (their runner died); one that has had
@@ -603,7 +605,8 @@ class JobStore:
                         "error": {"code": "internal", "message": message},
                     },
                 ),
-                ([], {"state": Q, "progress": 0.0, "started_at": None}),
+                # a cancel requested meanwhile keeps it running: the next sweep ends it cancelled
+                ([jobs.c.cancel_requested.is_(False)], {"state": Q, "progress": 0.0, "started_at": None}),
             ):
                 stmt = jobs.update().where(*lapsed, *where).values(**cleared, **values).returning(jobs.c.id)
                 touched.extend(conn.execute(stmt).scalars().all())
