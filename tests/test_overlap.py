@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,25 @@ def test_leaving_early_stops_the_reader() -> None:
                 break
     assert threading.active_count() == before
     assert produced < 20
+
+
+def test_frame_times_are_demuxed_once_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgservice.media import timing
+    from bgservice.media.ffmpeg import ClipSpec, synth_clip
+
+    clip = synth_clip(str(tmp_path / "a.mp4"), ClipSpec(duration=1.0, rate="25"))
+    calls = 0
+    real = timing.read_frame_times
+
+    def counting(path: str) -> timing.FrameTimes:
+        nonlocal calls
+        calls += 1
+        return real(path)
+
+    monkeypatch.setattr(timing, "read_frame_times", counting)
+    first = timing.frame_times(clip)
+    again = timing.frame_times(clip)
+    assert calls == 1 and again is first and len(first) == 25
+    assert not first.pts.flags.writeable
+    synth_clip(clip, ClipSpec(duration=2.0, rate="25"))  # the file changes: demuxed again
+    assert len(timing.frame_times(clip)) == 50 and calls == 2
