@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="ONNX Runtime device")
     shard_frames: int = Field(32, ge=1, description="frames per shard sent to a Segmenter")
     tmp_dir: Path | None = Field(None, description="scratch directory (default: system temp)")
+    local_workers: int = Field(
+        0, ge=0, description="one-process engine: shard-processing threads (0 = one per core)"
+    )
 
     # --- Ray DAG -------------------------------------------------------------------------------------------
     segmenter_gpus: str = Field("auto", description="GPU share per Segmenter: auto | 0 | <fraction>")
