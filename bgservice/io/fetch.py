@@ -482,7 +482,10 @@ def _save(
             written += len(chunk)
             if written > max_bytes:
                 raise InputTooLarge(f"{what} is over the limit of {max_bytes} bytes ({limit_name})")
-            deadline.left(None, httpcore.ReadTimeout)  # a trickle that never ends stops here
+            if time.monotonic() > deadline.end:  # a trickle that never ends stops here
+                raise FetchFailed(
+                    f"{what}: not complete within {deadline.seconds:g} s (BGSERVICE_FETCH_TIMEOUT_SECONDS)"
+                )
             out.write(chunk)
     return written
 
