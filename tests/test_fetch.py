@@ -13,6 +13,7 @@ import http.server
 import ipaddress
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -45,10 +46,10 @@ class Server:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Server]]:
-    """Start real HTTP servers: ``serve(host, handler, port=0)``; all stopped after the test."""
+    """Start real HTTP servers: ``serve(host, handler, port=0, tls=None)``; all stopped after the test."""
     running: list[http.server.ThreadingHTTPServer] = []
 
-    def start(host: str, handler: Handler, port: int = 0) -> Server:
+    def start(host: str, handler: Handler, port: int = 0, tls: ssl.SSLContext | None = None) -> Server:
         record = Server(host, port)
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -69,6 +70,8 @@ def serve() -> Iterator[Callable[..., Server]]:
             block_on_close = False
 
         server = S((host, port), H)
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
         record.port = server.server_address[1]
         threading.Thread(target=server.serve_forever, daemon=True).start()
         running.append(server)
@@ -720,3 +723,87 @@ def fifo_sentinel() -> Iterator[Callable[[Path], threading.Event]]:
         done.set()
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # release the writer thread
         os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------------------
+# https: connected to the pinned address, TLS still checks the host name (SNI and certificate)
+
+
+def _tls_files(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for ``name`` (not for any IP address)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bgservice test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "leaf.pem", tmp_path / "leaf.key"
+    ca_file.write_bytes(ca.public_bytes(pem))
+    cert_file.write_bytes(leaf.public_bytes(pem))
+    key_file.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_file, cert_file, key_file
+
+
+@pytest.mark.parametrize("cert_name", ["media.example", "other.example"])
+def test_https_to_the_pinned_address_keeps_sni_and_the_name_check(
+    cert_name: str, serve: Callable[..., Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_file, cert_file, key_file = _tls_files(tmp_path, cert_name)
+    server_names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    context.sni_callback = lambda _sock, name, _ctx: server_names.append(name)  # type: ignore[assignment,misc,return-value]
+    media = serve("127.0.0.2", body(b"over tls"), tls=context)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the client trusts the test CA (httpx reads it)
+    calls: list[str] = []
+    url = f"https://media.example:{media.port}/v.mp4"
+    names = resolver({"media.example": ["127.0.0.2"]}, calls)
+    if cert_name == "media.example":
+        with fetch_to_local(url, internal(tmp_path), resolver=names) as path:
+            assert Path(path).read_bytes() == b"over tls"
+        assert media.headers[0]["host"] == f"media.example:{media.port}"
+    else:  # a certificate for another name fails verification: the address is pinned, the name is checked
+        with pytest.raises(FetchFailed), fetch_to_local(url, internal(tmp_path), resolver=names):
+            pass
+        assert media.hits == []
+    assert server_names == ["media.example"]
+    assert calls == ["media.example"]
