@@ -259,6 +259,13 @@ def test_other_sources_are_refused_at_submit(url: str) -> None:
     assert caught.value.field == "imageUrl"
 
 
+def test_refusals_do_not_echo_credentials() -> None:
+    for url in ["http://user:hunter2@example.com/a.mp4", "http://user:hunter2@127.0.0.1/a.mp4"]:
+        with pytest.raises(UrlNotAllowed) as caught:
+            check_source_url(url, Settings(), field="videoUrl")
+        assert "hunter2" not in caught.value.message
+
+
 def test_object_store_prefixes() -> None:
     settings = Settings(allowed_input_prefixes="s3://media-in/,gs://bucket/uploads")  # type: ignore[arg-type]
     ok = check_source_url("s3://media-in/a/clip.mp4", settings, field="videoUrl")
