@@ -98,6 +98,7 @@ def redirect(location: Callable[[], str], status: int = 302) -> Handler:
     def handle(h: http.server.BaseHTTPRequestHandler) -> None:
         h.send_response(status)
         h.send_header("Location", location())
+        h.send_header("Set-Cookie", "session=hop-secret; Path=/")
         h.send_header("Content-Length", "0")
         h.end_headers()
 
@@ -448,7 +449,7 @@ def test_redirects_are_followed_and_capped(serve: Callable[..., Server], tmp_pat
         chain.append(serve("127.0.0.2", redirect(lambda n=nxt: n.url("/next"), status=301)))  # type: ignore[misc]
     with fetch_to_local(chain[-1].url("/start.mp4"), settings) as path:  # 5 redirects: fine
         assert Path(path).read_bytes() == b"payload"
-    # no Authorization or Cookie ever travels (nothing is sent in the first place)
+    # no Authorization or Cookie travels (each hop set a cookie; none is sent on)
     assert all("authorization" not in h and "cookie" not in h for s in chain for h in s.headers)
 
     loop = serve("127.0.0.2", redirect(lambda: "/again"))

@@ -438,6 +438,7 @@ def download(
     ) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             current = check_http_url(current, policy, field=field)
+            client.cookies.clear()  # nothing a previous hop set travels to the next one
             try:
                 with client.stream("GET", current) as response:
                     if response.is_redirect:
