@@ -100,8 +100,8 @@ def publish(local_file: str | Path, output_url: str) -> None:
         if parent and not protocols & OBJECT_STORE_PROTOCOLS:  # never create buckets as a side effect
             fs.makedirs(parent, exist_ok=True)
         fs.put_file(str(src), path_in_fs)
-    except OSError as exc:
-        raise EncodeFailed(f"cannot write the output to {output_url}: {exc}") from exc
+    except Exception as exc:  # OSError, or a store's own (botocore's EndpointConnectionError is not one)
+        raise EncodeFailed(f"cannot write the output to {output_url}: {type(exc).__name__}: {exc}") from exc
     finally:
         src.unlink(missing_ok=True)
 

@@ -244,6 +244,9 @@ def test_user_errors_exit_2_with_one_line(case: str, code: str, videos: Path, tm
     done = run_cli(*args, env=env)
     assert done.returncode == 2, done.stderr
     assert _error_line(done).startswith(f"error: {code}: ")
+    for name in env:  # a malformed setting is named (issue 7: the operator's fault, said before any work)
+        if code == "invalid_settings":
+            assert name in _error_line(done), done.stderr
     assert not Path(out).exists()
 
 

@@ -154,3 +154,20 @@ def test_actor_names_carry_the_version_and_a_hash_of_their_settings() -> None:
     # the runner changes with any setting it runs jobs with
     assert runner_name(Settings(crf=30)) != runner_name(base)
     assert runner_name(Settings(job_timeout_seconds=5)) != runner_name(base)
+
+
+def test_max_running_jobs_defaults_to_what_the_cpus_fit_2_on_a_2_core_laptop() -> None:
+    """Issue 7: BGSERVICE_MAX_RUNNING_JOBS defaults to what the cluster's CPUs fit, 2 on 2 cores; the
+    setting overrides it. (The Ray branch of default_max_running feeds ray.cluster_resources()['CPU']
+    into the same function.)"""
+    from bgservice.engines.ray.resources import SERVICE_RESERVE_CPUS, jobs_that_fit
+    from bgservice.jobs.runner import default_max_running
+
+    base = Settings()
+    assert base.max_running_jobs is None and base.max_running_jobs_per_key == 2
+    laptop = jobs_that_fit(2.0, base.pool_min, base.segmenter_cpus, SERVICE_RESERVE_CPUS)
+    assert laptop == 2
+    assert jobs_that_fit(16.0, base.pool_min, base.segmenter_cpus, SERVICE_RESERVE_CPUS) > laptop
+    assert jobs_that_fit(0.5, base.pool_min, base.segmenter_cpus, SERVICE_RESERVE_CPUS) == 1  # never 0
+    assert default_max_running(Settings(max_running_jobs=5), "ray") == 5  # no Ray asked when set
+    assert default_max_running(base, "local") == 1

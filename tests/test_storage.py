@@ -99,3 +99,42 @@ def test_publish_to_missing_bucket_fails_cleanly(tmp_path: Path, s3: str) -> Non
     with pytest.raises(EncodeFailed):
         publish(work, "s3://no-such-bucket-here/out.mp4")
     assert not work.exists()
+
+
+def test_an_unreachable_object_store_is_fetch_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store itself away (nothing listens at its endpoint): s3fs raises botocore's
+    EndpointConnectionError, which is no OSError; it is still fetch_failed (input) / encode_failed
+    (output), never internal or invalid_input."""
+    import socket
+
+    import s3fs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connection refused
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_MAX_ATTEMPTS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        settings = Settings(tmp_dir=tmp_path / "scratch", allowed_input_prefixes="s3://media-in/")  # type: ignore[arg-type]
+        with pytest.raises(FetchFailed) as caught, local_input("s3://media-in/a.mp4", settings):
+            pass
+        assert caught.value.code == "fetch_failed" and caught.value.http_status == 502
+        with pytest.raises(FetchFailed), local_input("s3://media-in/a.mp4", settings, service="video"):
+            pass
+        work = tmp_path / "w.mp4"
+        work.write_bytes(b"result")
+        with pytest.raises(EncodeFailed):
+            publish(work, "s3://media-out/o.mp4")
+        assert not work.exists()
+        assert not any((tmp_path / "scratch").iterdir())
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()

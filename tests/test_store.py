@@ -609,6 +609,7 @@ def test_sqlite_files_are_private(tmp_path: Path) -> None:
         assert _mode(data_dir) == 0o700
         files = sorted(data_dir.iterdir())
         assert data_dir / "jobs.db" in files
+        assert data_dir / "jobs.db-wal" in files  # so the loop below checks the WAL too, not only the db
         for f in files:  # jobs.db and, while open, its -wal / -shm
             assert _mode(f) == 0o600, f
     with JobStore.from_settings(settings) as again:

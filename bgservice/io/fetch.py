@@ -519,10 +519,15 @@ def copy_object(url: str, dest: Path, *, max_bytes: int, limit_name: str, what: 
                     raise InputTooLarge(f"{what} is over the limit of {max_bytes} bytes ({limit_name})")
                 dst.write(block)
         return copied
+    except BgServiceError:
+        raise
     except FileNotFoundError as exc:
         raise FetchFailed(f"{what} not found: {url}") from exc
-    except OSError as exc:
-        raise FetchFailed(f"{what} cannot be read: {url}: {exc}") from exc
+    except Exception as exc:
+        # OSError from most stores, but not every remote failure is one: botocore's
+        # EndpointConnectionError / NoCredentialsError (what s3fs raises for an unreachable endpoint or
+        # missing credentials) are plain Exceptions. Any of them is the store failing, not the user.
+        raise FetchFailed(f"{what} cannot be read: {url}: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def limits_for(settings: Settings, kind: Kind) -> tuple[int, str, str]:
