@@ -147,8 +147,11 @@ class Job(_Model):
         """Raise the job's error as its project class (``JobCancelled`` when cancelled); else nothing."""
         if self.status == "failed":
             err = self.error
-            raise from_code(err.code if err else "internal", err.message if err else "the job failed",
-                            field=err.field if err else None)
+            raise from_code(
+                err.code if err else "internal",
+                err.message if err else "the job failed",
+                field=err.field if err else None,
+            )
         if self.status == "cancelled":
             raise from_code("cancelled", f"job {self.id} was cancelled")
 
@@ -215,8 +218,12 @@ class Client:
     # -- the API -----------------------------------------------------------------------------------
 
     def upload(
-        self, file: str | os.PathLike[str] | IO[bytes], *, filename: str | None = None,
-        content_type: str = "application/octet-stream", progress: BytesProgress | None = None,
+        self,
+        file: str | os.PathLike[str] | IO[bytes],
+        *,
+        filename: str | None = None,
+        content_type: str = "application/octet-stream",
+        progress: BytesProgress | None = None,
     ) -> Asset:
         """Upload a local file (a path or a binary file object) as an asset; streamed, never read whole."""
         own = isinstance(file, (str, os.PathLike))

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     )
     max_shards_in_flight: int = Field(4, ge=1, description="shards in flight per job (backpressure)")
 
+    # --- client (`bgservice submit` / `bgservice jobs`) --------------------------------------------
+    url: str = Field("http://127.0.0.1:8000", description="the service the client commands talk to")
+    api_key: str | None = Field(None, description="the API key the client commands send", repr=False)
+
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
