@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import threading
@@ -133,12 +132,10 @@ def default_concurrency(settings: Settings) -> int:
     """Jobs at once: as many decoder/encoder pairs as the cluster's CPUs hold beside the pool's minimum."""
     import ray
 
-    from bgservice.engines.ray.resources import JOB_RESERVE_CPUS
+    from bgservice.engines.ray.resources import jobs_that_fit
 
     resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-    cpus = float(resources.get("CPU", 1.0))
-    spare = cpus - settings.pool_min * settings.segmenter_cpus
-    return max(1, math.floor(spare / JOB_RESERVE_CPUS + 1e-9))
+    return jobs_that_fit(float(resources.get("CPU", 1.0)), settings.pool_min, settings.segmenter_cpus)
 
 
 def run_manifest(

@@ -42,9 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("process", help="turn one video into the finished MP4")
     p.add_argument("input", metavar="INPUT", help="local path or fsspec URL (s3://bucket/key, ...)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="local path or fsspec URL")
-    bg = p.add_mutually_exclusive_group()
-    bg.add_argument("--background", metavar="HEX", help="solid colour, #RGB or #RRGGBB (default: white)")
-    bg.add_argument("--background-image", metavar="PATH_OR_URL", help="JPEG/PNG/WebP stretched to the frame")
+    # Not an argparse mutually exclusive group: both given is the project's own invalid_background
+    # (exit 2, "error: invalid_background: ..."), raised by JobSpec.build like every other entry point.
+    p.add_argument("--background", metavar="HEX", help="solid colour, #RGB or #RRGGBB (default: white)")
+    p.add_argument("--background-image", metavar="PATH_OR_URL", help="JPEG/PNG/WebP stretched to the frame")
     p.add_argument("--start", metavar="T", help="trim start: seconds (12.5) or [hh:]mm:ss(.fff)")
     p.add_argument("--end", metavar="T", help="trim end (clamped to the video's end)")
     p.add_argument(
@@ -58,6 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="x264 preset (default: BGSERVICE_PRESET or veryfast)")
     p.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
     _client_parsers(commands)
+
+    s = commands.add_parser(
+        "serve",
+        help="run the HTTP service here: local Ray + Serve, SQLite and local storage by default",
+        description="Run the HTTP API (Ray Serve) and the job runner on this machine. Prints the base URL, "
+        "the /docs URL and the dev key. Ctrl-C or SIGTERM stops taking jobs; unfinished ones stay queued.",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--replicas", type=int, default=1, metavar="N", help="API replicas (default 1)")
+    s.add_argument(
+        "--no-runner",
+        action="store_true",
+        help="accept jobs but run none (they stay queued until a runner starts): for API tests",
+    )
+    s.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
     return parser
 
 
@@ -354,6 +371,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return submit(args)
             if args.command == "jobs":
                 return jobs(args)
+            if args.command == "serve":
+                from bgservice.api.server import run as serve
+
+                return serve(
+                    get_settings(),
+                    args.host,
+                    args.port,
+                    replicas=args.replicas,
+                    start_runner=not args.no_runner,
+                )
         return 2  # pragma: no cover - argparse rejects unknown commands
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bgservice.errors import InvalidSettings
@@ -47,6 +47,17 @@ class Settings(BaseSettings):
     # --- client (`bgservice submit` / `bgservice jobs`) --------------------------------------------
     url: str = Field("http://127.0.0.1:8000", description="the service the client commands talk to")
     api_key: str | None = Field(None, description="the API key the client commands send", repr=False)
+    # --- runner (bgservice.jobs.runner: claims queued jobs from the store, drives them on Ray) ----------
+    job_timeout_seconds: float = Field(
+        3600.0, gt=0, description="a job running longer fails with timeout, seconds"
+    )
+    max_running_jobs: int | None = Field(
+        None, ge=1, description="jobs running at once (default: what the cluster's CPUs fit; 2 on 2 cores)"
+    )
+    max_running_jobs_per_key: int = Field(2, ge=1, description="jobs running at once per API key")
+    job_lease_seconds: float = Field(
+        30.0, gt=0, description="a running job's lease: a runner silent this long lost it (job re-queued)"
+    )
 
     @field_validator("model")
     @classmethod
@@ -70,6 +81,32 @@ class Settings(BaseSettings):
         if share < 0 or (share > 1 and not share.is_integer()):
             raise ValueError(f"must be auto, 0..1 or a whole number of GPUs, got {value!r}")
         return text
+
+    # --- HTTP service (bgservice/api/; `bgservice serve`, serve_config.yaml) ----------------------------
+    # API keys: comma-separated `name:key` or bare `key` entries; several keys under one name allow
+    # rotation. Empty with the embedded SQLite store: one dev key is made, kept 0600 under the data dir.
+    api_keys: SecretStr = Field(SecretStr(""), description="API keys: comma-separated name:key or key")
+    rate_limit_per_minute: int = Field(
+        60, ge=1, description="submissions per minute and API key (token bucket, burst = this quota)"
+    )
+    # Where results and uploaded assets live: a local directory (default: storage/ under the data dir)
+    # or s3://bucket/prefix (s3fs; BGSERVICE_S3_ENDPOINT_URL for S3-compatible stores).
+    storage_url: str | None = Field(None, description="storage root for results and assets")
+    s3_endpoint_url: str | None = Field(None, description="endpoint of an S3-compatible store")
+    retention_hours: float = Field(72.0, gt=0, description="results and assets are removed after this")
+    url_ttl_seconds: int = Field(
+        3600, ge=1, le=7 * 24 * 3600, description="lifetime of a result URL (at most 7 days)"
+    )
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS (default none)")
+
+    @field_validator("storage_url", "s3_endpoint_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
 
 @lru_cache(maxsize=1)
