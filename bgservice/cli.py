@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from bgservice import __version__
 from bgservice.engines import ENGINES, JobResult, ProgressFn, get_engine
@@ -131,10 +132,16 @@ def _client(args: argparse.Namespace) -> Client:
     from bgservice.client import Client
 
     settings = get_settings()
+    url = args.server or settings.url
     key = args.api_key or settings.api_key
+    if not key and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+        # a local `bgservice serve` on the embedded default: its dev key, from the same data dir
+        from bgservice.api.auth import dev_key
+
+        key = dev_key(settings, create=False)
     if not key:
         raise Unauthorized("no API key: pass --api-key or set BGSERVICE_API_KEY (bgservice serve prints it)")
-    return Client(args.server or settings.url, key)
+    return Client(url, key)
 
 
 def _is_remote(ref: str) -> bool:

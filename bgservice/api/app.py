@@ -175,6 +175,9 @@ def create_app(service: Service) -> FastAPI:
         )
     app.add_middleware(_Edge)
     _routes(app)
+    from bgservice import web
+
+    web.mount(app)  # the web page at / and its assets under /web/
     return app
 
 

@@ -82,6 +82,9 @@ def run(settings: Settings, host: str, port: int, *, replicas: int = 1, start_ru
         print(f"  storage:   {storage_root(settings)}", flush=True)
         if key:
             print(f"  dev key:   {key}", flush=True)
+        from bgservice.web import page_url
+
+        print(f"  web page:  {page_url(base, key)}", flush=True)
         if not start_runner:
             print("  runner:    not started here (--no-runner): jobs stay queued", flush=True)
         events = JobEventLog(store.engine)
