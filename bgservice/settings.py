@@ -5,6 +5,7 @@ Every limit and knob an operator may turn lives here; the README's settings tabl
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -56,6 +57,31 @@ class Settings(BaseSettings):
         30.0, gt=0, description="a running job's lease: a runner silent this long lost it (job re-queued)"
     )
 
+    # --- job store (bgservice/jobs/store.py) -----------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=lambda: default_data_dir(),
+        description="where the embedded SQLite job store lives (created 0700, files 0600)",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the job store (postgresql+psycopg://... for clusters; "
+        "default: SQLite jobs.db under data_dir)",
+    )
+    secret: SecretStr | None = Field(
+        None, description="signing secret shared by every replica (default: generated once, in the database)"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgres")):
+            raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL, got {scheme or text!r}")
+        return text
+
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
@@ -104,6 +130,13 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/bgservice``, i.e. ``~/.local/share/bgservice`` when XDG_DATA_HOME is unset."""
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "bgservice"
 
 
 @lru_cache(maxsize=1)
