@@ -66,7 +66,8 @@ async def _caller(request: Request, take: bool) -> Caller:
     request.state.extra_headers = bucket.headers()
     if not bucket.allowed:
         raise RateLimited(
-            f"more than {bucket.quota} submissions per minute for this API key", retry_after=bucket.retry_after
+            f"more than {bucket.quota} submissions per minute for this API key",
+            retry_after=bucket.retry_after,
         )
     return caller
 
@@ -181,7 +182,7 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
-def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
+def _routes(app: FastAPI) -> None:
     @app.post(
         "/v1/proxy/studio-background",
         status_code=202,
@@ -206,8 +207,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
             **AUTH_ERRORS,
             413: _err("the JSON body is over 64 KiB (`input_too_large`)"),
             422: _err(
-                "`invalid_request`, `invalid_background`, `invalid_trim`, `invalid_asset` or `url_not_allowed`, "
-                "with the field at fault"
+                "`invalid_request`, `invalid_background`, `invalid_trim`, `invalid_asset` or "
+                "`url_not_allowed`, with the field at fault"
             ),
             429: {
                 **_err("`rate_limited`: see Retry-After"),
@@ -215,7 +216,9 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
             },
         },
     )
-    async def submit_job(request: Request, response: Response, caller: Annotated[Caller, Depends(submitter)]) -> Accepted:
+    async def submit_job(
+        request: Request, response: Response, caller: Annotated[Caller, Depends(submitter)]
+    ) -> Accepted:
         raw = await _read_json(request)
         service = _service(request)
         request.state.deprecated = submit.uses_alias(raw)
@@ -296,7 +299,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         response_class=Response,
         tags=["jobs"],
         summary="Delete a job's result now",
-        responses={**AUTH_ERRORS, 404: _err("unknown job, another key's, or a job with no result (`not_found`)")},
+        responses={
+            **AUTH_ERRORS,
+            404: _err("unknown job, another key's, or a job with no result (`not_found`)"),
+        },
     )
     def delete_result(request: Request, job_id: JobId, caller: CallerDep) -> Response:
         service = _service(request)
@@ -347,7 +353,14 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
             path, size = await assets.receive_upload(request, service.settings, scratch)
             kind, content_type = await run_in_threadpool(assets.probe_upload, path, service.settings)
             row = await run_in_threadpool(
-                assets.store_upload, service.engine, service.settings, caller.key_id, path, size, kind, content_type
+                assets.store_upload,
+                service.engine,
+                service.settings,
+                caller.key_id,
+                path,
+                size,
+                kind,
+                content_type,
             )
         finally:
             assets.drop_scratch(scratch)
@@ -388,10 +401,16 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
                 "description": "the requested range",
                 "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
             },
-            400: {"description": "a malformed Range header", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            400: {
+                "description": "a malformed Range header",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
             403: _err("a tampered or expired URL (`forbidden`)"),
             404: _err("the result is gone (`not_found`)"),
-            416: {"description": "a Range past the file's end", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            416: {
+                "description": "a Range past the file's end",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
         },
     )
     def get_file(
@@ -405,7 +424,9 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         path = files.local_file(service.settings, key)
         if path is None or not path.is_file():
             raise NotFound("the result is gone")
-        return FileResponse(path, media_type="video/mp4", filename=path.name, content_disposition_type="inline")
+        return FileResponse(
+            path, media_type="video/mp4", filename=path.name, content_disposition_type="inline"
+        )
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Alive")
     def healthz() -> Health:

@@ -98,7 +98,8 @@ class _FilePart:
         self.size += end - start
         if self.size > self.limit:
             raise InputTooLarge(
-                f"the upload is over the limit of {self.limit} bytes (BGSERVICE_MAX_INPUT_BYTES)", field="file"
+                f"the upload is over the limit of {self.limit} bytes (BGSERVICE_MAX_INPUT_BYTES)",
+                field="file",
             )
         self._out.write(data[start:end])
 

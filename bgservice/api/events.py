@@ -8,9 +8,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, select
-
 from bgservice.jobs.schema import jobs
+from sqlalchemy import Engine, select
 
 log = logging.getLogger("bgservice.jobs")
 
@@ -25,7 +24,9 @@ class JobEventLog:
         """Log (and return) the lines for what changed since the last call."""
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(jobs.c.id, jobs.c.state, jobs.c.progress, jobs.c.attempts, jobs.c.error, jobs.c.updated_at)
+                select(
+                    jobs.c.id, jobs.c.state, jobs.c.progress, jobs.c.attempts, jobs.c.error, jobs.c.updated_at
+                )
                 .where(jobs.c.updated_at >= self._since)
                 .order_by(jobs.c.updated_at)
             ).all()

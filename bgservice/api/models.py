@@ -21,15 +21,17 @@ class SubmitRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"videoUrl": "asset_0123456789abcdef", "back_ground": "#1E90FF", "start": 0, "end": 4}]
+            "examples": [
+                {"videoUrl": "asset_0123456789abcdef", "back_ground": "#1E90FF", "start": 0, "end": 4}
+            ]
         },
     )
 
-    videoUrl: str | None = Field(  # noqa: N815 - the contract's field names
+    videoUrl: str | None = Field(
         None, description="the video: an http(s) URL, an asset id (asset_…) or an allowed object-store URL"
     )
     back_ground: str | None = Field(None, description="background colour, #RGB or #RRGGBB")
-    imageUrl: str | None = Field(  # noqa: N815
+    imageUrl: str | None = Field(
         None, description="background image (JPEG/PNG/WebP): an http(s) URL or an asset id"
     )
     start: TimeValue | None = Field(None, description="trim start: seconds, or hh:mm:ss(.fff) / mm:ss")
@@ -55,9 +57,9 @@ class Accepted(BaseModel):
 class NormalisedRequest(BaseModel):
     """The request as the service understood it: new field names, times in seconds, colour as #RRGGBB."""
 
-    videoUrl: str  # noqa: N815
+    videoUrl: str
     back_ground: str | None = None
-    imageUrl: str | None = None  # noqa: N815
+    imageUrl: str | None = None
     start: float | None = None
     end: float | None = None
 

@@ -100,7 +100,9 @@ class RateLimiter:
             ).first()
             if row is None:
                 conn.execute(
-                    insert(rate_buckets).values(key_id=key_id, tokens=self.quota - 1.0, updated=now, version=1)
+                    insert(rate_buckets).values(
+                        key_id=key_id, tokens=self.quota - 1.0, updated=now, version=1
+                    )
                 )
                 return Bucket(self.quota, self.quota - 1.0)
             tokens = self._refilled(row.tokens, row.updated, now)

@@ -79,7 +79,9 @@ class Ingress:
             sweeper.stop()
 
 
-def build(num_replicas: int | str = 1, start_runner: bool = False, autoscaling: dict[str, Any] | None = None) -> Any:
+def build(
+    num_replicas: int | str = 1, start_runner: bool = False, autoscaling: dict[str, Any] | None = None
+) -> Any:
     """The Serve application: ``num_replicas`` replicas (or ``autoscaling``: an ``autoscaling_config``)."""
     options: dict[str, Any] = {}
     if autoscaling:

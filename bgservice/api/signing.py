@@ -30,7 +30,9 @@ def signed_path(secret: bytes, key: str, expires: int) -> str:
     return f"/v2/files/{quote(key)}?{query}"
 
 
-def verify(secret: bytes, key: str, expires: str | None, sig: str | None, *, now: float | None = None) -> None:
+def verify(
+    secret: bytes, key: str, expires: str | None, sig: str | None, *, now: float | None = None
+) -> None:
     """Raise :class:`Forbidden` unless ``sig`` signs ``key`` until ``expires`` and that is still ahead."""
     if not expires or not sig:
         raise Forbidden("the URL is not signed")

@@ -98,12 +98,16 @@ def build(raw: bytes, service: Service, caller: Caller) -> Submission:
     if video is None:
         raise InvalidRequest("videoUrl is required", field="videoUrl")
     job_id = str(uuid.uuid4())
-    spec_holder = Submission(job_id, JobSpec("", ""), NormalisedRequest(videoUrl=video), deprecated=deprecated)
+    spec_holder = Submission(
+        job_id, JobSpec("", ""), NormalisedRequest(videoUrl=video), deprecated=deprecated
+    )
 
     colour = colour_text.strip() if colour_text else None
     image = body.imageUrl.strip() if body.imageUrl else None
     if colour and image:
-        raise InvalidBackground("give back_ground (a colour) or imageUrl (an image), not both", field=colour_field)
+        raise InvalidBackground(
+            "give back_ground (a colour) or imageUrl (an image), not both", field=colour_field
+        )
     try:
         rgb = parse_hex_colour(colour) if colour else None
     except InvalidBackground as exc:
@@ -122,7 +126,9 @@ def build(raw: bytes, service: Service, caller: Caller) -> Submission:
     else:
         background = Background()
     output = files.url_of(service.settings, files.result_key(caller.folder_id, job_id))
-    spec_holder.spec = JobSpec(input_url=input_url, output_url=output, background=background, start=start, end=end)
+    spec_holder.spec = JobSpec(
+        input_url=input_url, output_url=output, background=background, start=start, end=end
+    )
     spec_holder.request = NormalisedRequest(
         videoUrl=video.strip(),
         back_ground="#{:02X}{:02X}{:02X}".format(*rgb) if rgb is not None else None,

@@ -15,6 +15,7 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
+from bgservice.jobs.schema import jobs
 from sqlalchemy import and_, delete, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -22,7 +23,6 @@ from bgservice.api import files
 from bgservice.api.auth import folder_id
 from bgservice.api.service import Service
 from bgservice.api.tables import asset_uses, assets, result_deletions
-from bgservice.jobs.schema import jobs
 
 log = logging.getLogger("bgservice.api.sweeper")
 
@@ -48,7 +48,9 @@ def sweep(service: Service, *, now: datetime | None = None) -> tuple[int, int]:
                 jobs.c.state.in_(("queued", "running")),
             )
         )
-        old_assets = conn.execute(select(assets.c.id, assets.c.key).where(assets.c.expires_at < now, ~in_use)).all()
+        old_assets = conn.execute(
+            select(assets.c.id, assets.c.key).where(assets.c.expires_at < now, ~in_use)
+        ).all()
     for job_id, owner in old_results:
         files.remove(settings, files.result_key(folder_id(owner or ""), job_id))
         try:

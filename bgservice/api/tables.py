@@ -8,9 +8,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Integer, String, Table
-
 from bgservice.jobs.schema import UTCDateTime, metadata
+from sqlalchemy import BigInteger, Column, Float, Integer, String, Table
 
 assets = Table(
     "assets",

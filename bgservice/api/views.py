@@ -76,7 +76,9 @@ def job_view(service: Service, record: JobRecord, base_url: str, *, deleted: boo
         result = _result(service, record, base_url, deleted)
     error = None
     if record.state in (JobState.FAILED, JobState.CANCELLED) and record.error:
-        error = JobError(code=str(record.error.get("code", "internal")), message=str(record.error.get("message", "")))
+        error = JobError(
+            code=str(record.error.get("code", "internal")), message=str(record.error.get("message", ""))
+        )
     elif record.state == JobState.CANCELLED:
         error = JobError(code="cancelled", message="the job was cancelled")
     request = NormalisedRequest.model_validate(record.request) if record.request else {}
