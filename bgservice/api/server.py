@@ -54,7 +54,8 @@ def run(settings: Settings, host: str, port: int, *, replicas: int = 1, start_ru
 
     import ray
     from ray import serve
-    from ray.serve.config import HTTPOptions, LoggingConfig
+    from ray.serve.config import HTTPOptions
+    from ray.serve.schema import LoggingConfig
 
     from bgservice.api.serve import REQUEST_TIMEOUT_S, build
 
