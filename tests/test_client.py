@@ -1,0 +1,153 @@
+"""bgservice.client.Client against a real ``bgservice serve`` (local Ray, Serve, the runner) over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bgservice.client import SUBMIT_PATH, Client, Job
+from bgservice.errors import (
+    InvalidAsset,
+    InvalidBackground,
+    JobCancelled,
+    JobNotCancellable,
+    NotFound,
+    Unauthorized,
+)
+from tests.client_service import QUOTA, LiveService
+from tests.media_factory import MediaFactory
+from tests.outputs import inspect
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+JOB_SECONDS = 300.0
+
+
+def test_upload_submit_wait_download(
+    live_service: LiveService, media_factory: MediaFactory, tmp_path: Path
+) -> None:
+    clip = media_factory.basic()  # 320x240, 2 s, H.264 + AAC
+    seen: list[Job] = []
+    uploaded: list[tuple[int, int]] = []
+    with Client(live_service.base, live_service.key("client")) as c:
+        asset = c.upload(clip, progress=lambda done, total: uploaded.append((done, total)))
+        assert asset.asset_id.startswith("asset_")
+        assert asset.size_bytes == clip.stat().st_size
+        assert uploaded[-1] == (clip.stat().st_size, clip.stat().st_size)
+
+        accepted = c.submit(asset.asset_id, background="#00FF00", start=0.5, end="00:01.5")
+        assert accepted.status == "queued"
+        assert accepted.location == f"/v2/jobs/{accepted.id}"
+        job = c.wait(accepted.id, progress=seen.append, timeout=JOB_SECONDS)
+        assert job.status == "completed"
+        assert seen[-1].status == "completed" and all(0.0 <= j.progress <= 1.0 for j in seen)
+        assert job.result_data is not None
+        assert job.result_data.duration_seconds == pytest.approx(1.0, abs=0.05)
+        assert job.result_data.usage.billed_seconds == pytest.approx(1.0)
+
+        out = c.download(job, tmp_path / "out.mp4")
+        info = inspect(str(out))
+        assert (info.width, info.height) == (320, 240)
+        assert info.video_duration == pytest.approx(1.0, abs=0.1)
+        assert not (tmp_path / "out.mp4.part").exists()
+
+        page = c.list(limit=5)
+        assert accepted.id in [j.id for j in page.jobs]
+        assert any(j.id == accepted.id for j in c.iter_jobs(status="completed"))
+
+        with pytest.raises(JobNotCancellable) as not_cancellable:
+            c.cancel(accepted.id)
+        assert not_cancellable.value.code == "job_not_cancellable"
+
+
+def test_errors_raise_the_projects_classes(live_service: LiveService, media_factory: MediaFactory) -> None:
+    with Client(live_service.base, live_service.key("client")) as c:
+        with pytest.raises(InvalidBackground) as bad_hex:
+            c.submit("asset_doesnotmatter", background="#12345G")
+        assert bad_hex.value.field == "back_ground"
+        with pytest.raises(InvalidAsset) as bad_asset:
+            c.submit("asset_0000000000000000")
+        assert bad_asset.value.field == "videoUrl"
+        with pytest.raises(NotFound):
+            c.get("00000000-0000-4000-8000-000000000000")
+    with Client(live_service.base, "not-a-key") as c, pytest.raises(Unauthorized) as unauth:
+        c.list()
+    assert unauth.value.exit_code == 2
+
+
+def test_cancel(live_service: LiveService, media_factory: MediaFactory) -> None:
+    with Client(live_service.base, live_service.key("client")) as c:
+        asset = c.upload(media_factory.basic())
+        accepted = c.submit(asset.asset_id)
+        cancelled = c.cancel(accepted.id)
+        assert cancelled.status in ("queued", "running", "cancelled")
+        with pytest.raises(JobCancelled) as err:
+            c.wait(accepted.id, timeout=JOB_SECONDS)
+        assert err.value.exit_code == 130
+        assert c.get(accepted.id).status == "cancelled"
+        assert c.cancel(accepted.id).status == "cancelled"  # again: 202, still cancelled
+
+
+def test_429_is_retried_after_retry_after(live_service: LiveService, media_factory: MediaFactory) -> None:
+    """The key's bucket is emptied (every authenticated submit attempt takes a token, refused or not);
+    the next submit is answered 429 with Retry-After, and the client waits that long and gets its job."""
+    key = live_service.key("burst")
+    retries: list[tuple[int, float, str]] = []
+    with Client(live_service.base, key, on_retry=lambda n, s, why: retries.append((n, s, why))) as c:
+        asset = c.upload(media_factory.basic())  # uploads take no submit token
+        with httpx.Client(base_url=live_service.base, headers={"Authorization": f"Bearer {key}"}) as raw:
+            for _ in range(QUOTA + 5):
+                last = raw.post(SUBMIT_PATH, json={"videoUrl": ""})
+                if last.status_code == 429:
+                    break
+        assert last.status_code == 429, last.text
+        retry_after = int(last.headers["Retry-After"])
+        assert retry_after >= 1
+
+        accepted = c.submit(asset.asset_id, start=0, end=0.4)
+        assert retries and "429" in retries[0][2]
+        assert retries[0][1] >= 1.0  # it waited Retry-After (whole seconds), not a short backoff
+        c.cancel(accepted.id)
+        listed = [j.id for j in c.list(limit=100).jobs]
+    assert listed.count(accepted.id) == 1
+
+
+class DropFirstSubmitAnswer(httpx.HTTPTransport):
+    """A fake network fault over the real service: the first submit reaches the server and is acted on,
+    then its answer is lost (as when a connection drops mid-response)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "POST" and request.url.path == SUBMIT_PATH and not self.dropped:
+            response.read()
+            response.close()
+            self.dropped.append(json.loads(response.content)["job"]["id"])
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        return response
+
+
+def test_a_submit_retried_after_a_dropped_connection_makes_one_job(
+    live_service: LiveService, media_factory: MediaFactory
+) -> None:
+    transport = DropFirstSubmitAnswer()
+    retries: list[tuple[int, float, str]] = []
+    key = live_service.key("drop")
+    with Client(
+        live_service.base, key, transport=transport, on_retry=lambda n, s, why: retries.append((n, s, why))
+    ) as c:
+        asset = c.upload(media_factory.basic())
+        accepted = c.submit(asset.asset_id, start=0, end=0.4)
+        assert transport.dropped == [accepted.id]  # the retry answered with the job the lost answer made
+        assert [why for _, _, why in retries] == ["RemoteProtocolError"]
+        jobs = c.list(limit=100).jobs
+        assert [j.id for j in jobs] == [accepted.id]
+        c.cancel(accepted.id)
