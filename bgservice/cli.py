@@ -231,9 +231,9 @@ def submit(args: argparse.Namespace) -> int:
         if args.no_wait:
             print(accepted.id)
             return 0
-        print(f"job {accepted.id} queued", file=sys.stderr)
         bar = _JobBar(accepted.id)
         try:
+            print(f"job {accepted.id} queued", file=sys.stderr, flush=True)
             job = client.wait(accepted.id, progress=bar)
         except KeyboardInterrupt:
             bar.close()
