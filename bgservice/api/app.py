@@ -20,7 +20,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgservice import __version__
-from bgservice.api import assets, docs, errors, files, results, signing, submit, views
+from bgservice.api import assets, docs, errors, files, idempotency, results, signing, submit, views
 from bgservice.api.auth import Caller
 from bgservice.api.models import (
     Accepted,
@@ -224,7 +224,22 @@ def _routes(app: FastAPI) -> None:
         request.state.deprecated = submit.uses_alias(raw)
         sub = await run_in_threadpool(submit.build, raw, service, caller)
         request.state.deprecated = sub.deprecated
-        await run_in_threadpool(submit.enqueue, sub, service, caller)
+        key = request.headers.get(idempotency.HEADER)
+        if key is None:
+            await run_in_threadpool(submit.enqueue, sub, service, caller)
+        else:  # bgservice/api/idempotency.py: the same key and request -> the same job, never a second
+            key = idempotency.check_key(key)
+            digest = idempotency.request_hash(sub.request.model_dump(mode="json"))
+            claim = await run_in_threadpool(idempotency.claim, service.engine, caller.key_id, key, digest)
+            if claim.job_id is not None:
+                sub.job_id = claim.job_id
+            else:
+                try:
+                    await run_in_threadpool(submit.enqueue, sub, service, caller)
+                except BaseException:
+                    await run_in_threadpool(idempotency.release, service.engine, caller.key_id, key)
+                    raise
+                await run_in_threadpool(idempotency.complete, service.engine, caller.key_id, key, sub.job_id)
         request.state.job_id = sub.job_id
         response.headers["Location"] = f"/v2/jobs/{sub.job_id}"
         return Accepted(job=JobRef(id=sub.job_id, status="queued"))
