@@ -10,6 +10,7 @@ import pytest
 
 from bgservice.client import SUBMIT_PATH, Client, Job
 from bgservice.errors import (
+    IdempotencyKeyMismatch,
     InvalidAsset,
     InvalidBackground,
     JobCancelled,
@@ -151,3 +152,38 @@ def test_a_submit_retried_after_a_dropped_connection_makes_one_job(
         jobs = c.list(limit=100).jobs
         assert [j.id for j in jobs] == [accepted.id]
         c.cancel(accepted.id)
+
+
+def test_idempotency_key_same_request_same_job(
+    live_service: LiveService, media_factory: MediaFactory
+) -> None:
+    key = live_service.key("client")
+    with Client(live_service.base, key) as c:
+        asset = c.upload(media_factory.basic())
+        idem = f"test-{asset.asset_id}"
+        with httpx.Client(base_url=live_service.base, headers={"Authorization": f"Bearer {key}"}) as raw:
+            body = {"videoUrl": asset.asset_id, "back_ground": "#fff", "end": 0.4}
+            first = raw.post(SUBMIT_PATH, json=body, headers={"Idempotency-Key": idem})
+            assert first.status_code == 202, first.text
+            # the same request, written differently (normalised: #fff is #FFFFFF): the same envelope
+            again = raw.post(
+                SUBMIT_PATH, json={**body, "back_ground": "#FFFFFF"}, headers={"Idempotency-Key": idem}
+            )
+            assert again.status_code == 202, again.text
+            assert again.json() == first.json()
+            assert again.headers["Location"] == first.headers["Location"]
+            other = raw.post(
+                SUBMIT_PATH, json={**body, "back_ground": "#000"}, headers={"Idempotency-Key": idem}
+            )
+            assert other.status_code == 422, other.text
+            assert other.json()["error"]["code"] == "idempotency_key_mismatch"
+        with pytest.raises(IdempotencyKeyMismatch):
+            c.submit(asset.asset_id, background="#123", idempotency_key=idem)
+        # another API key may use the same Idempotency-Key: scoped per key
+        with Client(live_service.base, live_service.key("cli")) as other_key:
+            mine = other_key.submit(
+                other_key.upload(media_factory.basic()).asset_id, end=0.4, idempotency_key=idem
+            )
+            assert mine.id != first.json()["job"]["id"]
+            other_key.cancel(mine.id)
+        c.cancel(first.json()["job"]["id"])
