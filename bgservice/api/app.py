@@ -15,12 +15,12 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgservice import __version__
-from bgservice.api import assets, docs, errors, files, idempotency, results, signing, submit, views
+from bgservice.api import assets, docs, errors, files, idempotency, prefer, results, signing, submit, views
 from bgservice.api.auth import Caller
 from bgservice.api.models import (
     Accepted,
@@ -35,7 +35,7 @@ from bgservice.api.models import (
 )
 from bgservice.api.service import MAX_JSON_BYTES, Service
 from bgservice.errors import InputTooLarge, InvalidRequest, NotFound, RateLimited, ServiceUnavailable
-from bgservice.jobs.record import JobState
+from bgservice.jobs.record import JobRecord, JobState
 
 log = logging.getLogger("bgservice.api")
 
@@ -203,6 +203,14 @@ def _routes(app: FastAPI) -> None:
             }
         },
         responses={
+            200: {
+                "model": Job,
+                "description": "`Prefer: wait=N` (N ≤ 60) and the job ended within N seconds: the job",
+                "headers": {
+                    "Preference-Applied": {"description": "wait=N", "schema": {"type": "string"}},
+                    "Location": {"description": "/v2/jobs/<id>", "schema": {"type": "string"}},
+                },
+            },
             202: {"headers": {"Location": {"description": "/v2/jobs/<id>", "schema": {"type": "string"}}}},
             **AUTH_ERRORS,
             413: _err("the JSON body is over 64 KiB (`input_too_large`)"),
@@ -218,7 +226,7 @@ def _routes(app: FastAPI) -> None:
     )
     async def submit_job(
         request: Request, response: Response, caller: Annotated[Caller, Depends(submitter)]
-    ) -> Accepted:
+    ) -> Accepted | JSONResponse:
         raw = await _read_json(request)
         service = _service(request)
         request.state.deprecated = submit.uses_alias(raw)
@@ -242,6 +250,14 @@ def _routes(app: FastAPI) -> None:
                 await run_in_threadpool(idempotency.complete, service.engine, caller.key_id, key, sub.job_id)
         request.state.job_id = sub.job_id
         response.headers["Location"] = f"/v2/jobs/{sub.job_id}"
+        wait = prefer.wait_seconds(request.headers.get(prefer.HEADER))
+        if wait:  # bgservice/api/prefer.py: Prefer: wait=N -> 200 with the job if it ends in time
+            job_id, owner = sub.job_id, caller.key_id
+            record, ended = await prefer.wait_for_end(lambda: service.store.get(job_id, owner=owner), wait)
+            if ended and record is not None:
+                view = await run_in_threadpool(views.job_view, service, record, _base_url(request))
+                headers = {"Location": f"/v2/jobs/{job_id}", prefer.APPLIED: f"wait={wait}"}
+                return JSONResponse(view.model_dump(mode="json"), status_code=200, headers=headers)
         return Accepted(job=JobRef(id=sub.job_id, status="queued"))
 
     @app.get(
@@ -249,16 +265,35 @@ def _routes(app: FastAPI) -> None:
         response_model=Job,
         tags=["jobs"],
         summary="A job",
-        description="The job; when completed, `result_data.url` is signed afresh at every call.",
+        description=(
+            "The job; when completed, `result_data.url` is signed afresh at every call. With "
+            "`Prefer: wait=N` (N ≤ 60) the answer waits up to N seconds for the job to end; if it does, "
+            "the answer carries `Preference-Applied: wait=N`."
+        ),
         responses={**AUTH_ERRORS, 404: _err("unknown job, or another key's (`not_found`)")},
     )
-    def get_job(request: Request, job_id: JobId, caller: CallerDep) -> Job:
+    async def get_job(request: Request, job_id: JobId, caller: CallerDep) -> Job | JSONResponse:
         service = _service(request)
         request.state.job_id = job_id
-        record = service.store.get(job_id, owner=caller.key_id)
+        owner = caller.key_id
+
+        def read() -> JobRecord | None:
+            return service.store.get(job_id, owner=owner)
+
+        record = await run_in_threadpool(read)
         if record is None:
             raise NotFound(f"no job {job_id!r}")
-        return views.job_view(service, record, _base_url(request))
+        wait = prefer.wait_seconds(request.headers.get(prefer.HEADER))
+        ended = False
+        if wait:  # bgservice/api/prefer.py: hold the answer up to N s for the job to end
+            latest, ended = await prefer.wait_for_end(read, wait)
+            if latest is None:
+                raise NotFound(f"no job {job_id!r}")
+            record = latest
+        view = await run_in_threadpool(views.job_view, service, record, _base_url(request))
+        if ended:
+            return JSONResponse(view.model_dump(mode="json"), headers={prefer.APPLIED: f"wait={wait}"})
+        return view
 
     @app.get(
         "/v2/jobs",
