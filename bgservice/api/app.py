@@ -404,7 +404,7 @@ def _routes(app: FastAPI) -> None:
             kind, content_type = await run_in_threadpool(assets.probe_upload, path, service.settings)
             row = await run_in_threadpool(
                 assets.store_upload,
-                service.engine,
+                service.writer,
                 service.settings,
                 caller.key_id,
                 path,
@@ -433,7 +433,7 @@ def _routes(app: FastAPI) -> None:
         request: Request, asset_id: Annotated[str, Path(max_length=64)], caller: CallerDep
     ) -> Response:
         service = _service(request)
-        assets.remove(service.engine, service.settings, asset_id, caller.key_id)
+        assets.remove(service.engine, service.writer, service.settings, asset_id, caller.key_id)
         return Response(status_code=204)
 
     @app.get(

@@ -125,7 +125,7 @@ async def receive_upload(request: Request, settings: Settings, scratch: Path) ->
             f"the upload is {declared} bytes, the limit is {limit} (BGSERVICE_MAX_INPUT_BYTES)", field="file"
         )
     part = _FilePart(scratch / "upload", limit)
-    parser = MultipartParser(boundary, part.callbacks())
+    parser = MultipartParser(boundary, part.callbacks())  # type: ignore[arg-type]
     try:
         async for chunk in request.stream():
             parser.write(chunk)
@@ -182,7 +182,7 @@ def probe_upload(path: Path, settings: Settings) -> tuple[str, str]:
 
 
 def store_upload(
-    engine: Engine, settings: Settings, owner: str, path: Path, size: int, kind: str, content_type: str
+    writer: Engine, settings: Settings, owner: str, path: Path, size: int, kind: str, content_type: str
 ) -> AssetRow:
     """Move the probed file into storage and record it (blocking)."""
     asset_id = ASSET_PREFIX + secrets.token_hex(12)
@@ -199,7 +199,7 @@ def store_upload(
         created_at=now,
         expires_at=now + timedelta(hours=settings.retention_hours),
     )
-    with engine.begin() as conn:
+    with writer.begin() as conn:
         conn.execute(insert(assets).values(**row.__dict__))
     return row
 
@@ -232,20 +232,20 @@ def resolve(engine: Engine, settings: Settings, asset_id: str, owner: str, *, fi
     return files.url_of(settings, row.key)
 
 
-def record_use(engine: Engine, asset_id: str, job_id: str) -> None:
+def record_use(writer: Engine, asset_id: str, job_id: str) -> None:
     try:
-        with engine.begin() as conn:
+        with writer.begin() as conn:
             conn.execute(insert(asset_uses).values(asset_id=asset_id, job_id=job_id))
     except IntegrityError:  # the same asset as video and image of one job
         pass
 
 
-def remove(engine: Engine, settings: Settings, asset_id: str, owner: str) -> None:
+def remove(engine: Engine, writer: Engine, settings: Settings, asset_id: str, owner: str) -> None:
     """``DELETE /v1/assets/{id}``: the file and the row; unknown or another key's -> ``not_found``."""
     row = get(engine, asset_id, owner)
     if row is None:
         raise NotFound(f"no asset {asset_id!r}")
     files.remove(settings, row.key)
-    with engine.begin() as conn:
+    with writer.begin() as conn:
         conn.execute(delete(assets).where(assets.c.id == asset_id))
         conn.execute(delete(asset_uses).where(asset_uses.c.asset_id == asset_id))

@@ -43,7 +43,7 @@ class SubmitRequest(BaseModel):
 class JobRef(BaseModel):
     id: str
     status: Literal["queued"]
-    service: Literal["studio-background"] = SERVICE
+    service: Literal["studio-background"] = "studio-background"
 
 
 class Accepted(BaseModel):
@@ -89,7 +89,7 @@ class JobError(BaseModel):
 
 class Job(BaseModel):
     id: str
-    service: Literal["studio-background"] = SERVICE
+    service: Literal["studio-background"] = "studio-background"
     status: Literal["queued", "running", "completed", "failed", "cancelled"]
     progress: float = Field(ge=0, le=1)
     created_at: str

@@ -54,8 +54,9 @@ class Bucket:
 
 
 class RateLimiter:
-    def __init__(self, engine: Engine, quota: int) -> None:
+    def __init__(self, engine: Engine, writer: Engine, quota: int) -> None:
         self._engine = engine
+        self._writer = writer
         self.quota = quota
 
     def _refilled(self, tokens: float, updated: float, now: float) -> float:
@@ -92,7 +93,7 @@ class RateLimiter:
     def _try_take(self, key_id: str) -> Bucket | None:
         """One compare-and-set round; ``None`` when another replica changed the row in between."""
         now = time.time()
-        with self._engine.begin() as conn:
+        with self._writer.begin() as conn:
             row = conn.execute(
                 select(rate_buckets.c.tokens, rate_buckets.c.updated, rate_buckets.c.version).where(
                     rate_buckets.c.key_id == key_id

@@ -18,7 +18,7 @@ def delete(service: Service, record: JobRecord, *, reason: str = "deleted") -> N
     """Remove the object and remember it (the job then shows ``url: null, expired: true``). Idempotent."""
     files.remove(service.settings, files.result_key(folder_id(record.owner or ""), record.id))
     try:
-        with service.engine.begin() as conn:
+        with service.writer.begin() as conn:
             conn.execute(
                 insert(result_deletions).values(job_id=record.id, reason=reason, deleted_at=datetime.now(UTC))
             )

@@ -88,7 +88,8 @@ def build(
         options["autoscaling_config"] = autoscaling
     else:
         options["num_replicas"] = int(num_replicas)
-    return Ingress.options(**options).bind(start_runner=start_runner)
+    deployment: Any = Ingress
+    return deployment.options(**options).bind(start_runner=start_runner)
 
 
 def app_builder(args: dict[str, Any]) -> Any:

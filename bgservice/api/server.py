@@ -63,8 +63,10 @@ def run(settings: Settings, host: str, port: int, *, replicas: int = 1, start_ru
     if started_ray:
         # log_to_driver: the replicas' request lines and the runner's job lines reach this console
         address = os.environ.get("RAY_ADDRESS") or "local"
-        extra = {"include_dashboard": False} if address == "local" else {}
-        ray.init(address=address, log_to_driver=True, logging_level=logging.ERROR, **extra)
+        dashboard = False if address == "local" else None
+        ray.init(
+            address=address, include_dashboard=dashboard, log_to_driver=True, logging_level=logging.ERROR
+        )
     runner_started = False
     try:
         serve.start(
@@ -100,7 +102,7 @@ def run(settings: Settings, host: str, port: int, *, replicas: int = 1, start_ru
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             try:
                 if runner_started:

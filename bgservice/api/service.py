@@ -26,8 +26,13 @@ class Service:
 
     @property
     def engine(self) -> Engine:
-        engine: Engine = self.store.engine
-        return engine
+        """Reads."""
+        return self.store.engine
+
+    @property
+    def writer(self) -> Engine:
+        """Write transactions."""
+        return self.store.writer
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Service:
@@ -39,7 +44,7 @@ class Service:
             settings=settings,
             store=store,
             keys=keys,
-            limiter=RateLimiter(store.engine, settings.rate_limit_per_minute),
+            limiter=RateLimiter(store.engine, store.writer, settings.rate_limit_per_minute),
             secret=secret,
         )
 

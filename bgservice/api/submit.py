@@ -35,7 +35,7 @@ class Submission:
     job_id: str
     spec: JobSpec
     request: NormalisedRequest
-    assets_used: list[str] = field(default_factory=list)
+    assets: dict[str, str] = field(default_factory=dict)  # asset id -> the service's storage URL
     deprecated: bool = False
 
 
@@ -78,13 +78,16 @@ def check_url(url: str, service: Service, *, field: str) -> None:
 
 
 def _source(text: str | None, name: str, service: Service, caller: Caller, kind: str, sub: Submission) -> str:
+    """Check one source at submit; an asset id is resolved to its storage URL (kept in the spec's
+    ``assets`` for the decoder stage), anything else must pass the safe fetcher's submit-time rules."""
     url = (text or "").strip()
     if not url:
         raise InvalidRequest(f"{name} must not be empty", field=name)
     if assets.is_asset_id(url):
-        resolved = assets.resolve(service.engine, service.settings, url, caller.key_id, field=name, kind=kind)
-        sub.assets_used.append(url)
-        return resolved
+        sub.assets[url] = assets.resolve(
+            service.engine, service.settings, url, caller.key_id, field=name, kind=kind
+        )
+        return url
     check_url(url, service, field=name)
     return url
 
@@ -127,7 +130,13 @@ def build(raw: bytes, service: Service, caller: Caller) -> Submission:
         background = Background()
     output = files.url_of(service.settings, files.result_key(caller.folder_id, job_id))
     spec_holder.spec = JobSpec(
-        input_url=input_url, output_url=output, background=background, start=start, end=end
+        input_url=input_url,
+        output_url=output,
+        background=background,
+        start=start,
+        end=end,
+        untrusted=True,
+        assets=dict(spec_holder.assets),
     )
     spec_holder.request = NormalisedRequest(
         videoUrl=video.strip(),
@@ -148,8 +157,8 @@ def _time(value: Any, name: str) -> float | None:
 
 def enqueue(sub: Submission, service: Service, caller: Caller) -> None:
     """Record the assets' use first (so the sweeper keeps them), then the queued job."""
-    for asset_id in sub.assets_used:
-        assets.record_use(service.engine, asset_id, sub.job_id)
+    for asset_id in sub.assets:
+        assets.record_use(service.writer, asset_id, sub.job_id)
     service.store.create(
         sub.spec.to_dict(),
         owner=caller.key_id,

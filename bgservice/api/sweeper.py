@@ -15,7 +15,6 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
-from bgservice.jobs.schema import jobs
 from sqlalchemy import and_, delete, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +22,7 @@ from bgservice.api import files
 from bgservice.api.auth import folder_id
 from bgservice.api.service import Service
 from bgservice.api.tables import asset_uses, assets, result_deletions
+from bgservice.jobs.schema import jobs
 
 log = logging.getLogger("bgservice.api.sweeper")
 
@@ -32,7 +32,7 @@ def sweep(service: Service, *, now: datetime | None = None) -> tuple[int, int]:
     now = now or datetime.now(UTC)
     settings = service.settings
     cutoff = now - timedelta(hours=settings.retention_hours)
-    engine = service.engine
+    engine, writer = service.engine, service.writer
     with engine.connect() as conn:
         old_results = conn.execute(
             select(jobs.c.id, jobs.c.owner).where(
@@ -54,14 +54,14 @@ def sweep(service: Service, *, now: datetime | None = None) -> tuple[int, int]:
     for job_id, owner in old_results:
         files.remove(settings, files.result_key(folder_id(owner or ""), job_id))
         try:
-            with engine.begin() as conn:
+            with writer.begin() as conn:
                 conn.execute(insert(result_deletions).values(job_id=job_id, reason="expired", deleted_at=now))
         except IntegrityError:
             pass  # another replica recorded it first
         log.info("job %s: result expired and removed", job_id)
     for asset_id, key in old_assets:
         files.remove(settings, key)
-        with engine.begin() as conn:
+        with writer.begin() as conn:
             conn.execute(delete(assets).where(assets.c.id == asset_id))
             conn.execute(delete(asset_uses).where(asset_uses.c.asset_id == asset_id))
         log.info("asset %s expired and removed", asset_id)

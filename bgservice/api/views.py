@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -81,7 +82,9 @@ def job_view(service: Service, record: JobRecord, base_url: str, *, deleted: boo
         )
     elif record.state == JobState.CANCELLED:
         error = JobError(code="cancelled", message="the job was cancelled")
-    request = NormalisedRequest.model_validate(record.request) if record.request else {}
+    request: NormalisedRequest | dict[str, Any] = (
+        NormalisedRequest.model_validate(record.request) if record.request else {}
+    )
     return Job(
         id=record.id,
         status=record.state.value,

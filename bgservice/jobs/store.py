@@ -47,7 +47,7 @@ from bgservice.jobs.record import MAX_ATTEMPTS, IllegalTransition, JobRecord, Jo
 from bgservice.jobs.schema import api_keys, generations, jobs, secrets
 from bgservice.settings import Settings
 
-HEAD_REVISION = "0001"  # the newest migration this code knows (tests check the database reaches it)
+HEAD_REVISION = "0002"  # the newest migration this code knows (tests check the database reaches it)
 _CLAIM_LOCK = 0x6267_6A6F_6273  # pg_advisory_xact_lock key serialising claims ("bgjobs")
 _MIGRATE_LOCK = 0x6267_6D69_6772  # ... and migrations ("bgmigr")
 
@@ -216,6 +216,17 @@ class JobStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    @property
+    def engine(self) -> Engine:
+        """For reads of tables that live beside the jobs (the HTTP service's: assets, rate buckets)."""
+        return self._engine
+
+    @property
+    def writer(self) -> Engine:
+        """For write transactions on those tables (``BEGIN IMMEDIATE`` on SQLite: writers queue up
+        instead of failing when another process wrote in between)."""
+        return self._writer
 
     def __enter__(self) -> JobStore:
         return self
