@@ -238,16 +238,16 @@ def _routes(app: FastAPI) -> None:
         else:  # bgservice/api/idempotency.py: the same key and request -> the same job, never a second
             key = idempotency.check_key(key)
             digest = idempotency.request_hash(sub.request.model_dump(mode="json"))
-            claim = await run_in_threadpool(idempotency.claim, service.engine, caller.key_id, key, digest)
+            claim = await run_in_threadpool(idempotency.claim, service.writer, caller.key_id, key, digest)
             if claim.job_id is not None:
                 sub.job_id = claim.job_id
             else:
                 try:
                     await run_in_threadpool(submit.enqueue, sub, service, caller)
                 except BaseException:
-                    await run_in_threadpool(idempotency.release, service.engine, caller.key_id, key)
+                    await run_in_threadpool(idempotency.release, service.writer, caller.key_id, key)
                     raise
-                await run_in_threadpool(idempotency.complete, service.engine, caller.key_id, key, sub.job_id)
+                await run_in_threadpool(idempotency.complete, service.writer, caller.key_id, key, sub.job_id)
         request.state.job_id = sub.job_id
         response.headers["Location"] = f"/v2/jobs/{sub.job_id}"
         wait = prefer.wait_seconds(request.headers.get(prefer.HEADER))
