@@ -18,6 +18,7 @@ from bgservice.errors import (
     NotFound,
     Unauthorized,
 )
+from tests.api_server import wait_for
 from tests.client_service import QUOTA, LiveService
 from tests.media_factory import MediaFactory
 from tests.outputs import inspect
@@ -187,3 +188,40 @@ def test_idempotency_key_same_request_same_job(
             assert mine.id != first.json()["job"]["id"]
             other_key.cancel(mine.id)
         c.cancel(first.json()["job"]["id"])
+
+
+def test_prefer_wait(live_service: LiveService, media_factory: MediaFactory) -> None:
+    key = live_service.key("client")
+    with Client(live_service.base, key) as c:
+        asset = c.upload(media_factory.basic())
+    with httpx.Client(
+        base_url=live_service.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
+    ) as raw:
+        r = raw.post(
+            SUBMIT_PATH, json={"videoUrl": asset.asset_id, "end": 0.4}, headers={"Prefer": "wait=60"}
+        )
+        if r.status_code == 200:  # it ended within the 60 s: the job itself
+            assert r.headers["Preference-Applied"] == "wait=60"
+            assert r.json()["status"] in ("completed", "failed", "cancelled")
+            job_id = r.json()["id"]
+        else:  # else the usual 202 envelope
+            assert r.status_code == 202 and "Preference-Applied" not in r.headers, r.text
+            job_id = r.json()["job"]["id"]
+        assert r.headers["Location"] == f"/v2/jobs/{job_id}"
+
+        def ended_with_preference() -> dict[str, object] | None:
+            g = raw.get(f"/v2/jobs/{job_id}", headers={"Prefer": "wait=20"})
+            assert g.status_code == 200, g.text
+            job = g.json()
+            if job["status"] not in ("completed", "failed", "cancelled"):
+                assert "Preference-Applied" not in g.headers
+                return None
+            assert g.headers["Preference-Applied"] == "wait=20"
+            return dict(job)
+
+        job = wait_for(ended_with_preference, JOB_SECONDS, f"job {job_id} to end", 0.0)
+        assert job["status"] == "completed"
+        # an ended job answers at once, with the preference applied; without the header, as always
+        again = raw.get(f"/v2/jobs/{job_id}", headers={"Prefer": "respond-async, wait=5"})
+        assert again.headers["Preference-Applied"] == "wait=5"
+        assert "Preference-Applied" not in raw.get(f"/v2/jobs/{job_id}").headers
