@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bgservice.client import SUBMIT_PATH, Client, Job
 from bgservice.errors import (
@@ -28,6 +29,16 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 JOB_SECONDS = 300.0
 
 
+def scrape(base: str) -> dict[tuple[str, str], float]:
+    r = httpx.get(f"{base}/metrics", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            out[(sample.name, sample.labels.get("state", ""))] = sample.value
+    return out
+
+
 def test_upload_submit_wait_download(
     live_service: LiveService, media_factory: MediaFactory, tmp_path: Path
 ) -> None:
@@ -40,6 +51,7 @@ def test_upload_submit_wait_download(
         assert asset.size_bytes == clip.stat().st_size
         assert uploaded[-1] == (clip.stat().st_size, clip.stat().st_size)
 
+        before = scrape(live_service.base)
         accepted = c.submit(asset.asset_id, background="#00FF00", start=0.5, end="00:01.5")
         assert accepted.status == "queued"
         assert accepted.location == f"/v2/jobs/{accepted.id}"
@@ -49,6 +61,14 @@ def test_upload_submit_wait_download(
         assert job.result_data is not None
         assert job.result_data.duration_seconds == pytest.approx(1.0, abs=0.05)
         assert job.result_data.usage.billed_seconds == pytest.approx(1.0)
+
+        after = scrape(live_service.base)  # /metrics counts it, from the database
+        assert after[("bgservice_jobs", "completed")] >= before[("bgservice_jobs", "completed")] + 1
+        assert (
+            after[("bgservice_billed_seconds_total", "")]
+            >= before[("bgservice_billed_seconds_total", "")] + 1.0
+        )
+        assert after[("bgservice_job_duration_seconds_count", "")] >= 1
 
         out = c.download(job, tmp_path / "out.mp4")
         info = inspect(str(out))

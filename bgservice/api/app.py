@@ -20,7 +20,19 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgservice import __version__
-from bgservice.api import assets, docs, errors, files, idempotency, prefer, results, signing, submit, views
+from bgservice.api import (
+    assets,
+    docs,
+    errors,
+    files,
+    idempotency,
+    metrics,
+    prefer,
+    results,
+    signing,
+    submit,
+    views,
+)
 from bgservice.api.auth import Caller
 from bgservice.api.models import (
     Accepted,
@@ -477,6 +489,19 @@ def _routes(app: FastAPI) -> None:
         return FileResponse(
             path, media_type="video/mp4", filename=path.name, content_disposition_type="inline"
         )
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics",
+        description="Job figures read from the database at scrape time (every replica answers the same), "
+        "then this replica's own counters. No API key: scrape it from inside the cluster.",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def metrics_route(request: Request) -> Response:
+        body = await run_in_threadpool(metrics.render, _service(request).engine)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Alive")
     def healthz() -> Health:
