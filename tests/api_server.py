@@ -51,7 +51,10 @@ class ServeProcess:
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
         port: int | None = None,
+        home: Path | None = None,
     ) -> None:
+        """``home``: run with ``HOME=home`` and no ``BGSERVICE_DATA_DIR`` / ``XDG_DATA_HOME``, so the data
+        dir is the default ``~/.local/share/bgservice`` (``data_dir`` must then be that directory)."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -66,6 +69,10 @@ class ServeProcess:
             "RAY_ADDRESS": "",
             **(env or {}),
         }
+        if home is not None:
+            self.env["HOME"] = str(home)
+            self.env.pop("BGSERVICE_DATA_DIR", None)
+            self.env.pop("XDG_DATA_HOME", None)
         self.log_path = data_dir / f"serve-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

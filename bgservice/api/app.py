@@ -188,10 +188,45 @@ def create_app(service: Service) -> FastAPI:
         )
     app.add_middleware(_Edge)
     _routes(app)
+    _declare_errors(app)
     from bgservice import web
 
     web.mount(app)  # the web page at / and its assets under /web/
     return app
+
+
+def _declare_errors(app: FastAPI) -> None:
+    """FastAPI declares its own 422 body (``HTTPValidationError``) for every route with parameters; this
+    service answers validation errors with its one error envelope, so the document says that instead."""
+    from fastapi.openapi.utils import get_openapi
+
+    ref = {"$ref": "#/components/schemas/ErrorResponse"}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+        )
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422")
+                if answer is None:
+                    continue
+                media = answer.setdefault("content", {}).setdefault("application/json", {})
+                if "HTTPValidationError" in str(media.get("schema", "")):
+                    media["schema"] = ref
+                    answer["description"] = "a malformed parameter (`invalid_request`, with the field)"
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _routes(app: FastAPI) -> None:

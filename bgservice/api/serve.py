@@ -53,6 +53,7 @@ def _log_to_stderr() -> None:
     max_queued_requests=MAX_QUEUED_REQUESTS,
     ray_actor_options={"num_cpus": REPLICA_CPUS},
     health_check_period_s=10,
+    logging_config={"enable_access_log": False},  # the app logs one line per request, with the job id
 )
 @serve.ingress()
 class Ingress:

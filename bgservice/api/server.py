@@ -49,9 +49,6 @@ def run(settings: Settings, host: str, port: int, *, replicas: int = 1, start_ru
     def _stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-
     import ray
     from ray import serve
     from ray.serve.config import HTTPOptions
@@ -67,6 +64,9 @@ def run(settings: Settings, host: str, port: int, *, replicas: int = 1, start_ru
         ray.init(
             address=address, include_dashboard=dashboard, log_to_driver=True, logging_level=logging.ERROR
         )
+    # after ray.init, which installs its own SIGTERM handler in this process (it would kill us unclean)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     runner_started = False
     try:
         serve.start(
