@@ -49,6 +49,23 @@ class Settings(BaseSettings):
     # --- client (`bgservice submit` / `bgservice jobs`) --------------------------------------------
     url: str = Field("http://127.0.0.1:8000", description="the service the client commands talk to")
     api_key: str | None = Field(None, description="the API key the client commands send", repr=False)
+
+    # --- webhooks (bgservice/api/webhooks.py) ------------------------------------------------------------
+    webhook_retry_schedule: str = Field(
+        "5,60,600,3600", description="seconds between webhook attempts; the last repeats, up to 24 h"
+    )
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _retry_schedule(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        try:
+            seconds = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"must be comma-separated seconds, got {value!r}") from None
+        if not seconds or any(s < 0 for s in seconds):
+            raise ValueError(f"must be one or more non-negative numbers of seconds, got {value!r}")
+        return ",".join(parts)
     # --- runner (bgservice.jobs.runner: claims queued jobs from the store, drives them on Ray) ----------
     job_timeout_seconds: float = Field(
         3600.0, gt=0, description="a job running longer fails with timeout, seconds"

@@ -18,6 +18,7 @@ from bgservice.errors import (
     JobNotCancellable,
     NotFound,
     Unauthorized,
+    UrlNotAllowed,
 )
 from tests.api_server import wait_for
 from tests.client_service import QUOTA, LiveService
@@ -93,6 +94,9 @@ def test_errors_raise_the_projects_classes(live_service: LiveService, media_fact
         with pytest.raises(InvalidAsset) as bad_asset:
             c.submit("asset_0000000000000000")
         assert bad_asset.value.field == "videoUrl"
+        with pytest.raises(UrlNotAllowed) as private:  # the private-address rule holds for callbacks
+            c.submit("asset_0000000000000000", callback_url="http://127.0.0.1:9/hook")
+        assert private.value.field == "callbackUrl"
         with pytest.raises(NotFound):
             c.get("00000000-0000-4000-8000-000000000000")
     with Client(live_service.base, "not-a-key") as c, pytest.raises(Unauthorized) as unauth:

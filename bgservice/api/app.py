@@ -32,6 +32,7 @@ from bgservice.api import (
     signing,
     submit,
     views,
+    webhooks,
 )
 from bgservice.api.auth import Caller
 from bgservice.api.models import (
@@ -44,6 +45,7 @@ from bgservice.api.models import (
     JobRef,
     Readiness,
     SubmitRequest,
+    WebhookSecret,
 )
 from bgservice.api.service import MAX_JSON_BYTES, Service
 from bgservice.errors import InputTooLarge, InvalidRequest, NotFound, RateLimited, ServiceUnavailable
@@ -279,9 +281,18 @@ def _routes(app: FastAPI) -> None:
         request.state.deprecated = submit.uses_alias(raw)
         sub = await run_in_threadpool(submit.build, raw, service, caller)
         request.state.deprecated = sub.deprecated
+        base_url = _base_url(request)
+
+        def accept() -> None:
+            if sub.request.callbackUrl:  # bgservice/api/webhooks.py: delivered when the job ends
+                webhooks.register(
+                    service.writer, caller.key_id, sub.job_id, sub.request.callbackUrl, base_url
+                )
+            submit.enqueue(sub, service, caller)
+
         key = request.headers.get(idempotency.HEADER)
         if key is None:
-            await run_in_threadpool(submit.enqueue, sub, service, caller)
+            await run_in_threadpool(accept)
         else:  # bgservice/api/idempotency.py: the same key and request -> the same job, never a second
             key = idempotency.check_key(key)
             digest = idempotency.request_hash(sub.request.model_dump(mode="json"))
@@ -290,7 +301,7 @@ def _routes(app: FastAPI) -> None:
                 sub.job_id = claim.job_id
             else:
                 try:
-                    await run_in_threadpool(submit.enqueue, sub, service, caller)
+                    await run_in_threadpool(accept)
                 except BaseException:
                     await run_in_threadpool(idempotency.release, service.writer, caller.key_id, key)
                     raise
@@ -524,6 +535,19 @@ def _routes(app: FastAPI) -> None:
         return FileResponse(
             path, media_type="video/mp4", filename=path.name, content_disposition_type="inline"
         )
+
+    @app.get(
+        "/v1/webhooks/secret",
+        response_model=WebhookSecret,
+        tags=["webhooks"],
+        summary="The key's webhook signing secret",
+        description="`whsec_…` (Standard Webhooks): verify `webhook-signature` = `v1,` + base64 "
+        "HMAC-SHA256 of `webhook-id.webhook-timestamp.body` under the base64-decoded part after `whsec_`.",
+        responses={**AUTH_ERRORS},
+    )
+    def webhook_secret(request: Request, caller: CallerDep) -> WebhookSecret:
+        service = _service(request)
+        return WebhookSecret(secret=webhooks.secret_for(service.engine, service.writer, caller.key_id))
 
     @app.get(
         "/metrics",

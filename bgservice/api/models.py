@@ -36,6 +36,9 @@ class SubmitRequest(BaseModel):
     )
     start: TimeValue | None = Field(None, description="trim start: seconds, or hh:mm:ss(.fff) / mm:ss")
     end: TimeValue | None = Field(None, description="trim end (clamped to the video's end)")
+    callbackUrl: str | None = Field(
+        None, description="https URL that gets one signed POST (Standard Webhooks) when the job ends"
+    )
     input_url: str | None = Field(None, deprecated=True, description="deprecated alias of videoUrl")
     background: str | None = Field(None, deprecated=True, description="deprecated alias of back_ground")
 
@@ -62,6 +65,7 @@ class NormalisedRequest(BaseModel):
     imageUrl: str | None = None
     start: float | None = None
     end: float | None = None
+    callbackUrl: str | None = None
 
 
 class Usage(BaseModel):
@@ -87,6 +91,13 @@ class JobError(BaseModel):
     message: str
 
 
+class WebhookState(BaseModel):
+    url: str
+    state: Literal["pending", "delivered", "failed", "disabled"]
+    attempts: int
+    last_status: int | None
+
+
 class Job(BaseModel):
     id: str
     service: Literal["studio-background"] = "studio-background"
@@ -98,6 +109,13 @@ class Job(BaseModel):
     request: NormalisedRequest | dict[str, Any]
     result_data: ResultData | None
     error: JobError | None
+    webhook: WebhookState | None = Field(None, description="present when the submit gave a callbackUrl")
+
+
+class WebhookSecret(BaseModel):
+    """``GET /v1/webhooks/secret``: the key's webhook signing secret (Standard Webhooks, ``whsec_…``)."""
+
+    secret: str
 
 
 class JobList(BaseModel):

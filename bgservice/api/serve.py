@@ -65,6 +65,10 @@ class Ingress:
         self.service = Service.from_settings(settings)
         self.sweeper = Sweeper(self.service)
         self.sweeper.start()
+        from bgservice.api.webhooks import Deliverer
+
+        self.deliverer = Deliverer(self.service)  # webhooks of ended jobs, claimed with a lease
+        self.deliverer.start()
         if start_runner:
             from bgservice.jobs.runner import ensure_runner
 
@@ -75,9 +79,9 @@ class Ingress:
         return create_app(self.service)
 
     def __del__(self) -> None:
-        sweeper = getattr(self, "sweeper", None)
-        if sweeper is not None:
-            sweeper.stop()
+        for worker in (getattr(self, "sweeper", None), getattr(self, "deliverer", None)):
+            if worker is not None:
+                worker.stop()
 
 
 def build(

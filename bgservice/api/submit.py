@@ -120,6 +120,7 @@ def build(raw: bytes, service: Service, caller: Caller) -> Submission:
     if start is not None and end is not None and end <= start:
         raise InvalidTrim(f"end {end:g} s is not after start {start:g} s", field="end")
 
+    callback = _callback(body.callbackUrl, service)
     input_url = _source(video, video_field, service, caller, "video", spec_holder)
     image_url = _source(image, "imageUrl", service, caller, "image", spec_holder) if image else None
     if rgb is not None:
@@ -144,8 +145,18 @@ def build(raw: bytes, service: Service, caller: Caller) -> Submission:
         imageUrl=image,
         start=start,
         end=end,
+        callbackUrl=callback,
     )
     return spec_holder
+
+
+def _callback(url: str | None, service: Service) -> str | None:
+    """The webhook URL under the safe fetcher's rules (checked again at every delivery)."""
+    if url is None:
+        return None
+    from bgservice.api.webhooks import check_callback_url
+
+    return check_callback_url(url, service.settings)
 
 
 def _time(value: Any, name: str) -> float | None:

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bgservice.api import files, signing
+from bgservice.api import files, signing, webhooks
 from bgservice.api.auth import folder_id
 from bgservice.api.billing import amount_usd, billed_seconds
-from bgservice.api.models import Job, JobError, NormalisedRequest, ResultData, Usage
+from bgservice.api.models import Job, JobError, NormalisedRequest, ResultData, Usage, WebhookState
 from bgservice.api.service import Service
 from bgservice.api.tables import result_deletions
 from bgservice.jobs.record import JobRecord, JobState
@@ -85,7 +85,9 @@ def job_view(service: Service, record: JobRecord, base_url: str, *, deleted: boo
     request: NormalisedRequest | dict[str, Any] = (
         NormalisedRequest.model_validate(record.request) if record.request else {}
     )
+    hook = webhooks.info(service.engine, [record.id]).get(record.id)
     return Job(
+        webhook=WebhookState(**vars(hook)) if hook is not None else None,
         id=record.id,
         status=record.state.value,
         progress=min(1.0, max(0.0, float(record.progress or 0.0))),

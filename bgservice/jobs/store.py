@@ -47,7 +47,7 @@ from bgservice.jobs.record import MAX_ATTEMPTS, IllegalTransition, JobRecord, Jo
 from bgservice.jobs.schema import api_keys, generations, jobs, secrets
 from bgservice.settings import Settings
 
-HEAD_REVISION = "0003"  # the newest migration this code knows (tests check the database reaches it)
+HEAD_REVISION = "0004"  # the newest migration this code knows (tests check the database reaches it)
 _CLAIM_LOCK = 0x6267_6A6F_6273  # pg_advisory_xact_lock key serialising claims ("bgjobs")
 _MIGRATE_LOCK = 0x6267_6D69_6772  # ... and migrations ("bgmigr")
 
