@@ -27,6 +27,7 @@ QUOTA = 20
 MAX_BYTES = 8 * 1024 * 1024
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 JOB_SECONDS = 300.0
+CORS_ORIGIN = "http://studio.example"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
             "BGSERVICE_API_KEYS": keys,
             "BGSERVICE_RATE_LIMIT_PER_MINUTE": str(QUOTA),
             "BGSERVICE_MAX_INPUT_BYTES": str(MAX_BYTES),
+            "BGSERVICE_CORS_ORIGINS": CORS_ORIGIN,
         },
         args=("--replicas", "2"),
     )
@@ -209,6 +211,14 @@ def test_deprecated_aliases(server: ServeProcess, media_factory: MediaFactory) -
         assert r.headers["Deprecation"] == "@1777420800"
         wait_status(c, job["id"], {"completed", "failed"})
 
+        # a start at or past the video's end is known only after the download: the job fails, bills 0
+        r = submit(c, {"videoUrl": asset["asset_id"], "start": 10})
+        assert r.status_code == 202
+        failed = wait_status(c, r.json()["job"]["id"], {"completed", "failed"})
+        assert failed["status"] == "failed"
+        assert failed["error"]["code"] == "invalid_trim" and failed["error"]["message"]
+        assert failed["result_data"] is None
+
 
 @pytest.mark.parametrize(
     ("body", "code", "field"),
@@ -268,6 +278,16 @@ def test_auth_and_edges(server: ServeProcess, media_factory: MediaFactory, tmp_p
         assert anon.get("/docs/static/swagger-ui-bundle.js").status_code == 200
         spec = anon.get("/openapi.json").json()
         assert "/v1/proxy/studio-background" in spec["paths"]
+        preflight = anon.options(
+            "/v2/jobs",
+            headers={"Origin": CORS_ORIGIN, "Access-Control-Request-Method": "GET"},
+        )
+        assert preflight.headers["access-control-allow-origin"] == CORS_ORIGIN
+        other = anon.options(
+            "/v2/jobs",
+            headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert "access-control-allow-origin" not in other.headers
 
     with server.client(KEYS["carol"]) as c:
         r = c.get(f"/v2/jobs/{uuid.uuid4()}")
