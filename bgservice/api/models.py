@@ -65,7 +65,7 @@ class NormalisedRequest(BaseModel):
     imageUrl: str | None = None
     start: float | None = None
     end: float | None = None
-    callbackUrl: str | None = None
+    callbackUrl: str | None = Field(None, exclude_if=lambda v: v is None)  # shown only when given
 
 
 class Usage(BaseModel):
@@ -109,7 +109,9 @@ class Job(BaseModel):
     request: NormalisedRequest | dict[str, Any]
     result_data: ResultData | None
     error: JobError | None
-    webhook: WebhookState | None = Field(None, description="present when the submit gave a callbackUrl")
+    webhook: WebhookState | None = Field(
+        None, exclude_if=lambda v: v is None, description="present when the submit gave a callbackUrl"
+    )
 
 
 class WebhookSecret(BaseModel):
