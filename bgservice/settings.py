@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="ONNX Runtime device")
     shard_frames: int = Field(32, ge=1, description="frames per shard sent to a Segmenter")
     tmp_dir: Path | None = Field(None, description="scratch directory (default: system temp)")
+    local_workers: int = Field(
+        0, ge=0, description="one-process engine: shard-processing threads (0 = one per core)"
+    )
 
     # --- Ray DAG -------------------------------------------------------------------------------------------
     segmenter_gpus: str = Field("auto", description="GPU share per Segmenter: auto | 0 | <fraction>")
@@ -102,6 +105,7 @@ class Settings(BaseSettings):
         if not (scheme.startswith("sqlite") or scheme.startswith("postgres")):
             raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL, got {scheme or text!r}")
         return text
+
     # --- safe fetching (bgservice/io/fetch.py; README "Safe fetching") ----------------------------------
     # What the service may fetch for a stranger's videoUrl / imageUrl. The CLI and batch ignore these
     # except the timeout (their user owns the machine).

@@ -93,6 +93,9 @@ class ServeProcess:
         wait_for(
             lambda: self._ok(path), START_SECONDS, f"{path} of {self.base}\n{self.output()[-3000:]}", 0.5
         )
+        # the banner (base URL, docs, dev key) is printed once the runner is up, which may be a moment
+        # after /readyz already sees it
+        wait_for(lambda: "studio-background is up at" in self.output(), 60, "the start-up banner", 0.2)
         return self
 
     def _ok(self, path: str) -> bool:

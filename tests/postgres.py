@@ -9,6 +9,8 @@ Fixtures (a pytest plugin, loaded by tests/conftest.py):
 - ``postgres_url`` (per test): a fresh, empty database on that server; yields its URL, drops it after.
 - ``job_store_url`` (per test, parametrized ``sqlite`` / ``postgresql``): a URL for a fresh job store,
   a SQLite file under ``tmp_path`` or a fresh PostgreSQL database.
+- ``job_store`` (per test, parametrized the same way): an open :class:`~bgservice.jobs.store.JobStore`
+  on ``job_store_url``, closed after the test.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import need
+
+if TYPE_CHECKING:
+    from bgservice.jobs.store import JobStore
 
 
 def _free_port() -> int:
@@ -141,3 +147,15 @@ def job_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'data' / 'jobs.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def job_store(job_store_url: str) -> Iterator[JobStore]:
+    """An open job store on ``job_store_url`` (SQLite, then PostgreSQL), closed after the test."""
+    from bgservice.jobs.store import JobStore
+
+    store = JobStore(job_store_url)
+    try:
+        yield store
+    finally:
+        store.close()

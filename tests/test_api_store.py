@@ -1,6 +1,6 @@
-"""The service's tables without a server (SQLite in a temp dir): retention keeps an asset a queued job
-uses, expired results are removed, and one token bucket is shared by two services on one database
-(two replicas) even when they take tokens at once."""
+"""The service's tables without a server (SQLite in a temp dir, then a real PostgreSQL): retention
+keeps an asset a queued job uses, expired results are removed, and one token bucket is shared by two
+services on one database (two replicas) even when they take tokens at once."""
 
 from __future__ import annotations
 
@@ -22,9 +22,15 @@ OWNER = "a" * 64
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
+def service(tmp_path: Path, job_store_url: str) -> Iterator[Service]:
     svc = Service.from_settings(
-        Settings(data_dir=tmp_path / "data", api_keys="k1", retention_hours=1, rate_limit_per_minute=10)
+        Settings(
+            data_dir=tmp_path / "data",
+            database_url=job_store_url,
+            api_keys="k1",
+            retention_hours=1,
+            rate_limit_per_minute=10,
+        )
     )
     yield svc
     svc.close()

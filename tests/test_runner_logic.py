@@ -136,3 +136,21 @@ def test_an_older_generation_retires(store: FakeJobStore, tmp_path: Path) -> Non
     assert rec.state == JobState.COMPLETED and rec.attempts == 1 and new.claimed == 1
     new.stop()
     assert new.wait(10)
+
+
+def test_actor_names_carry_the_version_and_a_hash_of_their_settings() -> None:
+    from bgservice import __version__
+    from bgservice.engines.ray.pool import pool_name
+    from bgservice.jobs.runner import runner_name
+
+    base = Settings()
+    assert pool_name(base).startswith(f"bgservice-segmenter-pool-{__version__}-")
+    assert runner_name(base).startswith(f"bgservice-runner-{__version__}-")
+    assert pool_name(base) == pool_name(Settings())  # stable across processes: a hash, not an id
+    # the pool changes with what its Segmenters are built from, not with the encoder's settings
+    assert pool_name(Settings(model="selfie_landscape")) != pool_name(base)
+    assert pool_name(Settings(pool_max=3)) != pool_name(base)
+    assert pool_name(Settings(crf=30)) == pool_name(base)
+    # the runner changes with any setting it runs jobs with
+    assert runner_name(Settings(crf=30)) != runner_name(base)
+    assert runner_name(Settings(job_timeout_seconds=5)) != runner_name(base)

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ import sqlalchemy as sa
 from bgservice.errors import InvalidSettings, JobNotCancellable, NotFound, ServiceUnavailable
 from bgservice.jobs.record import MAX_ATTEMPTS, TRANSITIONS, IllegalTransition, JobState
 from bgservice.jobs.schema import metadata
-from bgservice.jobs.store import HEAD_REVISION, JobStore, key_id
+from bgservice.jobs.store import JobStore, head_revision, key_id
 from bgservice.settings import Settings, default_data_dir, get_settings
 from bgservice.spec import JobSpec
 from tests.conftest import REPO
@@ -32,10 +31,8 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(job_store_url: str) -> Iterator[JobStore]:
-    s = JobStore(job_store_url)
-    yield s
-    s.close()
+def store(job_store: JobStore) -> JobStore:
+    return job_store  # tests/postgres.py: SQLite, then a real PostgreSQL
 
 
 def claim(store: JobStore, runner: str = "r1", *, now: datetime | None = None, **limits: int) -> Any:
@@ -54,7 +51,7 @@ def state_of(store: JobStore, job_id: str) -> JobState:
 def test_open_twice_is_at_head_and_matches_the_schema(job_store_url: str) -> None:
     for _ in range(2):
         with JobStore(job_store_url) as s:
-            assert s.schema_revision() == HEAD_REVISION
+            assert s.schema_revision() == head_revision()
     engine = sa.create_engine(JobStore(job_store_url).url)
     try:
         with engine.connect() as conn:
@@ -93,15 +90,37 @@ def test_an_older_database_is_upgraded_and_keeps_its_jobs(job_store_url: str, tm
     finally:
         engine.dispose()
     with JobStore(job_store_url) as s:
-        assert s.schema_revision() == HEAD_REVISION
+        assert s.schema_revision() == head_revision()
         old = s.get("old-job")
         assert old is not None and old.state is JobState.QUEUED and old.spec == {"input_url": "a.mp4"}
         assert old.created_at == T0 and old.attempts == 0 and old.cancel_requested is False
 
 
+def test_head_is_the_newest_migration() -> None:
+    versions = REPO / "bgservice" / "jobs" / "migrations" / "versions"
+    newest = max(p.name.split("_", 1)[0] for p in versions.glob("[0-9]*.py"))
+    assert head_revision() == newest
+
+
+def test_several_processes_may_open_a_new_database_at_once(job_store_url: str) -> None:
+    start = threading.Barrier(3)
+
+    def open_it(_: int) -> str | None:
+        start.wait()
+        with JobStore(job_store_url) as s:
+            s.create(SPEC)
+            return s.schema_revision()
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(open_it, range(3))) == [head_revision()] * 3
+    with JobStore(job_store_url) as s:
+        assert s.counts()["queued"] == 3
+
+
 def test_spec_round_trips_and_times_are_aware_utc(store: JobStore) -> None:
     spec = JobSpec.build("s3://b/in.mp4", "s3://b/out.mp4", colour="#0f0", start="1.5", end="00:00:03")
-    record = store.create(spec.to_dict(), owner="k" * 64, request={"input": "x"})
+    record = store.create(spec.to_dict(), owner="k" * 64, request={"input": "x"}, extra={"webhook": "w"})
+    assert record.extra == {"webhook": "w"}
     got = store.get(record.id)
     assert got is not None
     assert JobSpec.from_dict(got.spec) == spec
@@ -237,6 +256,7 @@ def test_two_runners_in_threads_never_take_the_same_job(store: JobStore) -> None
     assert len(claimed) == len(set(claimed)) == n
     assert set(claimed) == ids
     for name, mine in zip([f"r{i}" for i in range(4)], results, strict=True):
+        assert sorted(r.id for r in store.leased_to(name)) == sorted(mine)
         for job_id in mine:
             record = store.get(job_id)
             assert record is not None and record.lease_owner == name and record.attempts == 1
@@ -281,7 +301,10 @@ print(json.dumps(mine), flush=True)
 """
 
 
-def test_two_runner_processes_never_take_the_same_job(job_store_url: str, tmp_path: Path) -> None:
+def test_two_runner_processes_never_take_the_same_job(tmp_path: Path) -> None:
+    """Two processes on one SQLite file (on PostgreSQL, the thread test's connections are already
+    separate sessions to the server)."""
+    job_store_url = f"sqlite:///{tmp_path / 'jobs.db'}"
     n = 60
     with JobStore(job_store_url) as s:
         ids = {s.create(SPEC, owner=f"key{i % 3}").id for i in range(n)}
@@ -608,6 +631,14 @@ def test_sqlite_is_safe_from_many_threads(tmp_path: Path) -> None:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         engine.dispose()
+
+
+def test_a_data_dir_that_cannot_be_made_is_an_operator_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(InvalidSettings, match="BGSERVICE_DATA_DIR"):
+        JobStore.from_settings(Settings(data_dir=tmp_path / "file" / "bgservice"))
+    with pytest.raises(ServiceUnavailable, match="cannot create"):
+        JobStore(f"sqlite:///{tmp_path / 'file' / 'jobs.db'}")
 
 
 def test_default_data_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

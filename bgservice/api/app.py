@@ -216,6 +216,13 @@ def _declare_errors(app: FastAPI) -> None:
         )
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
+                operation.setdefault("responses", {}).setdefault(
+                    "500",
+                    {
+                        "description": "an unexpected failure (`internal`): never a traceback",
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
                 answer = operation.get("responses", {}).get("422")
                 if answer is None:
                     continue

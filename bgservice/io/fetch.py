@@ -75,7 +75,7 @@ import fsspec
 import httpcore
 import httpx
 from ssrfguard import AddressTable, Policy
-from ssrfguard.errors import BlockedAddressError, SSRFGuardError
+from ssrfguard.errors import BlockedAddressError, BlockedURLError, SSRFGuardError
 from ssrfguard.httpx import SafeBackend
 
 from bgservice.errors import (
@@ -172,6 +172,13 @@ def address_policy(settings: Settings, *, trusted: bool = False) -> Policy:
     )
 
 
+def _reason(exc: SSRFGuardError) -> str:
+    """Why the guard refused, without echoing the URL (it may carry credentials)."""
+    if isinstance(exc, BlockedURLError):
+        return exc.reason
+    return str(exc)  # an address refusal names the address and its block
+
+
 def _refused(message: str, field: str | None, cause: BaseException | None = None) -> UrlNotAllowed:
     err = UrlNotAllowed(message, field=field)
     err.__cause__ = cause
@@ -184,9 +191,7 @@ def check_http_url(url: str, policy: Policy, *, field: str | None = None) -> str
     try:
         policy.check_url(url)
     except SSRFGuardError as exc:
-        raise _refused(
-            f"URL not allowed: {exc.reason if hasattr(exc, 'reason') else exc}", field, exc
-        ) from exc
+        raise _refused(f"URL not allowed: {_reason(exc)}", field, exc) from exc
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
@@ -213,7 +218,7 @@ def check_http_url(url: str, policy: Policy, *, field: str | None = None) -> str
         try:
             policy.check_address(address)
         except BlockedAddressError as exc:
-            raise _refused(f"URL not allowed: host {host} is {exc.reason}", field, exc) from exc
+            raise _refused(f"URL not allowed: host {host} means {address}: {exc.reason}", field, exc) from exc
     return str(parsed)
 
 
@@ -433,6 +438,7 @@ def download(
     ) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             current = check_http_url(current, policy, field=field)
+            client.cookies.clear()  # nothing a previous hop set travels to the next one
             try:
                 with client.stream("GET", current) as response:
                     if response.is_redirect:
@@ -452,8 +458,7 @@ def download(
                         response, dest, deadline, max_bytes=max_bytes, limit_name=limit_name, what=what
                     )
             except SSRFGuardError as exc:
-                reason = getattr(exc, "reason", str(exc))
-                raise UrlNotAllowed(f"{what} URL not allowed: {reason}", field=field) from exc
+                raise UrlNotAllowed(f"{what} URL not allowed: {_reason(exc)}", field=field) from exc
             except httpx.TimeoutException as exc:
                 raise FetchFailed(
                     f"{what}: no complete answer within {timeout:g} s (BGSERVICE_FETCH_TIMEOUT_SECONDS)"
@@ -482,7 +487,10 @@ def _save(
             written += len(chunk)
             if written > max_bytes:
                 raise InputTooLarge(f"{what} is over the limit of {max_bytes} bytes ({limit_name})")
-            deadline.left(None, httpcore.ReadTimeout)  # a trickle that never ends stops here
+            if time.monotonic() > deadline.end:  # a trickle that never ends stops here
+                raise FetchFailed(
+                    f"{what}: not complete within {deadline.seconds:g} s (BGSERVICE_FETCH_TIMEOUT_SECONDS)"
+                )
             out.write(chunk)
     return written
 

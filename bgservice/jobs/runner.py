@@ -466,7 +466,7 @@ def _actor_options(settings: Settings, name: str) -> dict[str, Any]:
         "max_restarts": 3,  # a restarted runner is a new runner: its old leases lapse, the jobs re-queue
         "max_concurrency": 8,  # status / stop answer while the loop and the jobs run
     }
-    url = str(getattr(settings, "database_url", None) or "")
+    url = settings.database_url or ""
     if not url.startswith("postgresql"):
         # An embedded SQLite file lives on this node's disk: the runner must run here too.
         node = ray.get_runtime_context().get_node_id()
@@ -575,6 +575,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             err = as_service_error(exc)
             print(f"error: {err.code}: {err.message}", file=sys.stderr)
             return err.exit_code
+        # again: ray.init installs its own SIGTERM handler (a crash report), which would kill this process
+        for sig in previous:
+            signal.signal(sig, on_signal)
         print(f"runner {status['name']} started (generation {status['generation']})", flush=True)
         while not stop.wait(1.0):
             if not runner_alive(settings):

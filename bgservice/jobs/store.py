@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
 import secrets as _secrets
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,12 +44,11 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import OperationalError
 
-from bgservice.errors import JobNotCancellable, JobTimeout, NotFound, ServiceUnavailable
+from bgservice.errors import InvalidSettings, JobNotCancellable, JobTimeout, NotFound, ServiceUnavailable
 from bgservice.jobs.record import MAX_ATTEMPTS, IllegalTransition, JobRecord, JobState, check_transition
 from bgservice.jobs.schema import api_keys, generations, jobs, secrets
 from bgservice.settings import Settings
 
-HEAD_REVISION = "0004"  # the newest migration this code knows (tests check the database reaches it)
 _CLAIM_LOCK = 0x6267_6A6F_6273  # pg_advisory_xact_lock key serialising claims ("bgjobs")
 _MIGRATE_LOCK = 0x6267_6D69_6772  # ... and migrations ("bgmigr")
 
@@ -95,8 +96,33 @@ def _ensure_private_file(path: Path) -> None:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
         path.parent.chmod(0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    if path.exists():
+        # Never open and close a database file this process may have open already: closing any
+        # descriptor of a file drops every POSIX lock the process holds on it, SQLite's shared lock
+        # included, so another process closing its last connection then deletes the WAL under this
+        # process's open connections, which go on reading a stale snapshot forever.
+        return
+    with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("bgservice.jobs") / "migrations"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration this code ships (what every opened database is brought to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
 
 
 def _cursor_encode(created_at: datetime, job_id: str) -> str:
@@ -163,6 +189,16 @@ class JobStore:
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql+psycopg")
         # Writes on SQLite begin IMMEDIATE (see _sqlite_engine); on PostgreSQL the two are the same.
         self._writer = self._engine.execution_options(bgservice_write=True)
+        # A forked child must not share the parent's pooled connections (SQLAlchemy's advice): it opens
+        # its own on first use.
+        ref = weakref.ref(self)
+
+        def _after_fork() -> None:
+            store = ref()
+            if store is not None:
+                store._engine.dispose(close=False)
+
+        os.register_at_fork(after_in_child=_after_fork)
         try:
             self.migrate()
         except OperationalError as exc:
@@ -180,7 +216,10 @@ class JobStore:
         if not path.is_absolute():
             path = path.resolve()
             self.url = self.url.set(database=str(path))
-        _ensure_private_file(path)
+        try:
+            _ensure_private_file(path)
+        except OSError as exc:
+            raise ServiceUnavailable(f"job store unreachable: cannot create {path}: {exc}") from exc
         engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -208,9 +247,12 @@ class JobStore:
         if settings.database_url:
             return cls(settings.database_url, secret=secret)
         data_dir = Path(settings.data_dir).expanduser()
-        if not data_dir.exists():
-            data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
-            data_dir.chmod(0o700)
+        try:
+            if not data_dir.exists():
+                data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+                data_dir.chmod(0o700)
+        except OSError as exc:
+            raise InvalidSettings(f"BGSERVICE_DATA_DIR: cannot create {data_dir}: {exc}") from exc
         path = data_dir.resolve() / "jobs.db"
         return cls(URL.create("sqlite", database=str(path)), secret=secret)
 
@@ -255,16 +297,11 @@ class JobStore:
         """Alembic ``upgrade head`` inside one transaction that concurrent openers queue behind (SQLite:
         ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock). Safe to run on every open."""
         from alembic import command
-        from alembic.config import Config
 
-        script_location = str(resources.files("bgservice.jobs") / "migrations")
         with self._write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
-            cfg = Config()
-            cfg.set_main_option("script_location", script_location)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(_alembic_config(conn), "head")
 
     def schema_revision(self) -> str | None:
         """The database's Alembic revision (``alembic_version``)."""
@@ -281,9 +318,11 @@ class JobStore:
         job_id: str | None = None,
         engine: str | None = None,
         quality: str | None = None,
+        extra: dict[str, Any] | None = None,
         now: datetime | None = None,
     ) -> JobRecord:
-        """A new ``queued`` job (``job_id``: a uuid4 string, made here when not given)."""
+        """A new ``queued`` job (``job_id``: a uuid4 string, made here when not given; ``now``: its
+        ``created_at``, default the current time)."""
         at = _aware(now)
         values = {
             "id": job_id or str(uuid.uuid4()),
@@ -298,6 +337,7 @@ class JobStore:
             "cancel_requested": False,
             "engine": engine,
             "quality": quality,
+            "extra": extra,
         }
         with self._write() as conn:
             row = conn.execute(jobs.insert().values(**values).returning(*jobs.c)).mappings().one()
@@ -347,6 +387,16 @@ class JobStore:
         next_cursor = _cursor_encode(last.created_at, last.id) if more and last and last.created_at else None
         return page, next_cursor
 
+    def leased_to(self, runner_id: str) -> list[JobRecord]:
+        """The running jobs that ``runner_id`` holds (a runner stopping gracefully releases them)."""
+        query = (
+            sa.select(jobs)
+            .where(jobs.c.state == R, jobs.c.lease_owner == runner_id)
+            .order_by(jobs.c.created_at, jobs.c.id)
+        )
+        with self._read() as conn:
+            return [_record(r) for r in conn.execute(query).mappings().all()]
+
     def claim(
         self,
         runner_id: str,
@@ -392,7 +442,6 @@ class JobStore:
                 started_at=at,
                 updated_at=at,
                 progress=0.0,
-                cancel_requested=False,
             )
             .returning(*jobs.c)
         )
@@ -438,11 +487,12 @@ class JobStore:
         values: dict[str, Any],
         *,
         now: datetime | None = None,
+        guard: Sequence[sa.ColumnElement[bool]] = (),
     ) -> JobRecord:
         """One guarded ``running`` -> ``new`` under ``runner_id``'s lease (any lease when ``None``)."""
         check_transition(JobState.RUNNING, new)
         at = _aware(now)
-        stmt = jobs.update().where(jobs.c.id == job_id, jobs.c.state == R)
+        stmt = jobs.update().where(jobs.c.id == job_id, jobs.c.state == R, *guard)
         if runner_id is not None:
             stmt = stmt.where(jobs.c.lease_owner == runner_id)
         stmt = stmt.values(
@@ -534,18 +584,20 @@ class JobStore:
     def release(self, job_id: str, runner_id: str) -> JobRecord:
         """Graceful stop: ``running`` -> ``queued`` without counting the attempt (``attempts`` - 1).
         A job whose cancel was requested ends ``cancelled`` instead."""
-        current = self.get(job_id)
-        if current is not None and current.cancel_requested and current.state is JobState.RUNNING:
-            try:
-                return self.mark_cancelled(job_id, runner_id)
-            except IllegalTransition:
-                pass  # it moved meanwhile: the guarded requeue below reports why
-        return self._finish(
-            job_id,
-            runner_id,
-            JobState.QUEUED,
-            {"attempts": jobs.c.attempts - 1, "progress": 0.0, "started_at": None},
-        )
+        try:
+            # guarded on no cancel request, so that a cancel arriving meanwhile is never lost in the queue
+            return self._finish(
+                job_id,
+                runner_id,
+                JobState.QUEUED,
+                {"attempts": jobs.c.attempts - 1, "progress": 0.0, "started_at": None},
+                guard=[jobs.c.cancel_requested.is_(False)],
+            )
+        except IllegalTransition:
+            current = self.get(job_id)
+            if current is None or not current.cancel_requested or current.state is not JobState.RUNNING:
+                raise
+            return self.mark_cancelled(job_id, runner_id)
 
     def requeue_expired(self, *, now: datetime | None = None, max_attempts: int = MAX_ATTEMPTS) -> list[str]:
         """Running jobs whose lease lapsed go back to ``queued`` (their runner died); one that has had
@@ -571,7 +623,8 @@ class JobStore:
                         "error": {"code": "internal", "message": message},
                     },
                 ),
-                ([], {"state": Q, "progress": 0.0, "started_at": None}),
+                # a cancel requested meanwhile keeps it running: the next sweep ends it cancelled
+                ([jobs.c.cancel_requested.is_(False)], {"state": Q, "progress": 0.0, "started_at": None}),
             ):
                 stmt = jobs.update().where(*lapsed, *where).values(**cleared, **values).returning(jobs.c.id)
                 touched.extend(conn.execute(stmt).scalars().all())
