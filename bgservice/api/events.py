@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from bgservice.jobs.schema import jobs
 from sqlalchemy import Engine, select
+
+from bgservice.jobs.schema import jobs
 
 log = logging.getLogger("bgservice.jobs")
 

@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
-from bgservice.jobs.schema import UTCDateTime, metadata
 from sqlalchemy import BigInteger, Column, Float, Integer, String, Table
+
+from bgservice.jobs.schema import UTCDateTime, metadata
 
 assets = Table(
     "assets",
