@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -60,8 +61,17 @@ def stretch(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
-def load_plate(background: Background, width: int, height: int, settings: Settings) -> np.ndarray:
-    """uint8 [height, width, 3] RGB plate for the job's background."""
+def load_plate(
+    background: Background,
+    width: int,
+    height: int,
+    settings: Settings,
+    *,
+    untrusted: bool = False,
+    resolve_asset: Callable[[str], str] | None = None,
+) -> np.ndarray:
+    """uint8 [height, width, 3] RGB plate for the job's background. ``untrusted``: a stranger's job (the
+    image URL goes through the safe fetcher's rules; ``resolve_asset`` maps asset ids to storage)."""
     if background.kind != "image" or background.image_url is None:
         plate = np.empty((height, width, 3), dtype=np.uint8)
         plate[:] = background.colour
@@ -73,6 +83,9 @@ def load_plate(background: Background, width: int, height: int, settings: Settin
         limit_name="BGSERVICE_MAX_BACKGROUND_IMAGE_BYTES",
         error=InvalidBackgroundImage,
         what="background image",
+        service="image" if untrusted else None,
+        field="imageUrl",
+        resolve_asset=resolve_asset,
     ) as path:
         image = decode_image(path)
     return stretch(image, width, height)

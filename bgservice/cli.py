@@ -10,15 +10,26 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from bgservice import __version__
 from bgservice.engines import ENGINES, JobResult, ProgressFn, get_engine
-from bgservice.errors import as_service_error
+from bgservice.errors import (
+    InvalidBackground,
+    InvalidBackgroundImage,
+    InvalidInput,
+    Unauthorized,
+    as_service_error,
+)
 from bgservice.interrupt import sigterm_as_interrupt
 from bgservice.settings import Settings, get_settings
 from bgservice.spec import JobSpec
+
+if TYPE_CHECKING:
+    from bgservice.client import Client, Job
 
 DEFAULT_ENGINE = "auto"
 
@@ -43,9 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("process", help="turn one video into the finished MP4")
     p.add_argument("input", metavar="INPUT", help="local path or fsspec URL (s3://bucket/key, ...)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="local path or fsspec URL")
-    bg = p.add_mutually_exclusive_group()
-    bg.add_argument("--background", metavar="HEX", help="solid colour, #RGB or #RRGGBB (default: white)")
-    bg.add_argument("--background-image", metavar="PATH_OR_URL", help="JPEG/PNG/WebP stretched to the frame")
+    # Not an argparse mutually exclusive group: both given is the project's own invalid_background
+    # (exit 2, "error: invalid_background: ..."), raised by JobSpec.build like every other entry point.
+    p.add_argument("--background", metavar="HEX", help="solid colour, #RGB or #RRGGBB (default: white)")
+    p.add_argument("--background-image", metavar="PATH_OR_URL", help="JPEG/PNG/WebP stretched to the frame")
     p.add_argument("--start", metavar="T", help="trim start: seconds (12.5) or [hh:]mm:ss(.fff)")
     p.add_argument("--end", metavar="T", help="trim end (clamped to the video's end)")
     p.add_argument(
@@ -58,7 +70,246 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=int, help="x264 CRF (default: BGSERVICE_CRF or 18)")
     p.add_argument("--preset", help="x264 preset (default: BGSERVICE_PRESET or veryfast)")
     p.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
+    _client_parsers(commands)
+
+    s = commands.add_parser(
+        "serve",
+        help="run the HTTP service here: local Ray + Serve, SQLite and local storage by default",
+        description="Run the HTTP API (Ray Serve) and the job runner on this machine. Prints the base URL, "
+        "the /docs URL and the dev key. Ctrl-C or SIGTERM stops taking jobs; unfinished ones stay queued.",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--replicas", type=int, default=1, metavar="N", help="API replicas (default 1)")
+    s.add_argument(
+        "--no-runner",
+        action="store_true",
+        help="accept jobs but run none (they stay queued until a runner starts): for API tests",
+    )
+    s.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
     return parser
+
+
+# --- `bgservice submit` and `bgservice jobs`: the service through its HTTP API (bgservice.client) -------
+
+
+def _client_parsers(commands: Any) -> None:
+    def connection(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--server", metavar="URL", help="the service (default: BGSERVICE_URL or http://127.0.0.1:8000)"
+        )
+        p.add_argument("--api-key", metavar="KEY", help="API key (default: BGSERVICE_API_KEY)")
+        p.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
+
+    s = commands.add_parser("submit", help="process one video on a running service (bgservice serve)")
+    s.add_argument("input", metavar="INPUT", help="local file (uploaded as an asset), URL or asset id")
+    s.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.mp4",
+        help="where to save the result (default: INPUT's name + -bg.mp4 in the current directory)",
+    )
+    # not an argparse mutually exclusive group: giving both is the documented invalid_background, exit 2
+    s.add_argument("--background", metavar="HEX", help="solid colour, #RGB or #RRGGBB (default: white)")
+    s.add_argument(
+        "--background-image",
+        metavar="PATH_OR_URL",
+        help="JPEG/PNG/WebP stretched to the frame (a local file is uploaded)",
+    )
+    s.add_argument("--start", metavar="T", help="trim start: seconds (12.5) or [hh:]mm:ss(.fff)")
+    s.add_argument("--end", metavar="T", help="trim end (clamped to the video's end)")
+    s.add_argument("--no-wait", action="store_true", help="print the job id and exit once it is queued")
+    connection(s)
+
+    j = commands.add_parser("jobs", help="list, inspect, cancel or download the service's jobs")
+    jobs = j.add_subparsers(dest="jobs_command", required=True)
+    jl = jobs.add_parser("list", help="the key's jobs, newest first")
+    jl.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
+    jl.add_argument("--limit", type=int, default=20, help="at most this many (default 20, at most 100)")
+    jl.add_argument("--cursor", help="next_cursor of a previous page")
+    jl.add_argument("--json", action="store_true", help="print the API's JSON page")
+    connection(jl)
+    for name, helptext in (("get", "print a job as JSON"), ("cancel", "cancel a queued or running job")):
+        jp = jobs.add_parser(name, help=helptext)
+        jp.add_argument("job_id", metavar="JOB_ID")
+        connection(jp)
+    jd = jobs.add_parser("download", help="save a completed job's result")
+    jd.add_argument("job_id", metavar="JOB_ID")
+    jd.add_argument("-o", "--output", required=True, metavar="OUT.mp4")
+    connection(jd)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from bgservice.client import Client
+
+    settings = get_settings()
+    url = args.server or settings.url
+    key = args.api_key or settings.api_key
+    if not key and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+        # a local `bgservice serve` on the embedded default: its dev key, from the same data dir
+        from bgservice.api.auth import dev_key
+
+        key = dev_key(settings, create=False)
+    if not key:
+        raise Unauthorized("no API key: pass --api-key or set BGSERVICE_API_KEY (bgservice serve prints it)")
+    return Client(url, key)
+
+
+def _is_remote(ref: str) -> bool:
+    return "://" in ref or ref.startswith("asset_")
+
+
+class _JobBar:
+    """Follows a job: a percentage bar on a terminal, one line per status change otherwise."""
+
+    def __init__(self, job_id: str) -> None:
+        self._id = job_id
+        self._tty = sys.stderr.isatty()
+        self._bar: Any = None
+        self._status = ""
+
+    def __call__(self, job: Job) -> None:
+        if self._tty:
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(
+                    total=100,
+                    desc=self._id[:8],
+                    unit="%",
+                    dynamic_ncols=True,
+                    leave=False,
+                    bar_format="{desc} {postfix} |{bar}| {n:.0f}% [{elapsed}<{remaining}]",
+                )
+            self._bar.set_postfix_str(job.status, refresh=False)
+            self._bar.update(round(job.progress * 100, 1) - self._bar.n)
+        elif job.status != self._status:
+            print(f"job {job.id}: {job.status}", file=sys.stderr)
+        self._status = job.status
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _bytes_bar(label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A byte-count progress bar on a terminal (uploads, downloads); silent otherwise."""
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if "bar" not in state:
+            from tqdm import tqdm
+
+            state["bar"] = tqdm(
+                total=total or None, desc=label, unit="B", unit_scale=True, dynamic_ncols=True, leave=False
+            )
+        state["bar"].update(done - state["bar"].n)
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].close()
+
+    return update, close
+
+
+def _upload(client: Client, path: str, what: str) -> str:
+    local = Path(path)
+    if not local.is_file():
+        field = "videoUrl" if what == "input" else "imageUrl"
+        raise (InvalidInput if what == "input" else InvalidBackgroundImage)(
+            f"{path}: no such file (give a local file, a URL or an asset id)", field=field
+        )
+    update, close = _bytes_bar(f"upload {local.name[:30]}")
+    try:
+        return client.upload(local, progress=update).asset_id
+    finally:
+        close()
+
+
+def submit(args: argparse.Namespace) -> int:
+    if args.background is not None and args.background_image is not None:
+        raise InvalidBackground("give --background or --background-image, not both", field="back_ground")
+    with _client(args) as client:
+        video = args.input if _is_remote(args.input) else _upload(client, args.input, "input")
+        image = args.background_image
+        if image is not None and not _is_remote(image):
+            image = _upload(client, image, "background image")
+        accepted = client.submit(
+            video, background=args.background, image=image, start=args.start, end=args.end
+        )
+        if args.no_wait:
+            print(accepted.id)
+            return 0
+        bar = _JobBar(accepted.id)
+        try:
+            print(f"job {accepted.id} queued", file=sys.stderr, flush=True)
+            job = client.wait(accepted.id, progress=bar)
+        except KeyboardInterrupt:
+            bar.close()
+            print(
+                f"interrupted: job {accepted.id} keeps running on the service.\n"
+                f"  follow it:  bgservice jobs get {accepted.id}\n"
+                f"  cancel it:  bgservice jobs cancel {accepted.id}",
+                file=sys.stderr,
+            )
+            return 130
+        finally:
+            bar.close()
+        out = Path(args.output) if args.output else Path.cwd() / f"{_stem(args.input) or job.id}-bg.mp4"
+        update, close = _bytes_bar(f"download {out.name[:30]}")
+        try:
+            client.download(job, out, progress=update)
+        finally:
+            close()
+    result = job.result_data
+    assert result is not None
+    print(
+        f"{out}: job {job.id}, {result.duration_seconds:.3f}s, billed {result.usage.billed_seconds}s "
+        f"(${result.usage.amount_usd})"
+    )
+    return 0
+
+
+def _stem(ref: str) -> str:
+    if ref.startswith("asset_"):
+        return ref
+    name = ref.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def jobs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        cmd = args.jobs_command
+        if cmd == "list":
+            page = client.list(status=args.status, limit=args.limit, cursor=args.cursor)
+            if args.json:
+                print(page.model_dump_json(indent=2))
+                return 0
+            for job in page.jobs:
+                when = job.created_at.strftime("%Y-%m-%d %H:%M:%S")
+                line = f"{job.id}  {job.status:<9}  {job.progress:4.0%}  {when}"
+                if job.error is not None:
+                    line += f"  {job.error.code}: {job.error.message}"
+                print(line)
+            if page.next_cursor:
+                print(f"more: bgservice jobs list --cursor {page.next_cursor}", file=sys.stderr)
+            return 0
+        if cmd == "get":
+            print(client.get(args.job_id).model_dump_json(indent=2))
+            return 0
+        if cmd == "cancel":
+            job = client.cancel(args.job_id)
+            print(f"{job.id}: {job.status}")
+            return 0
+        update, close = _bytes_bar("download")
+        try:
+            out = client.download(args.job_id, args.output, progress=update)
+        finally:
+            close()
+        print(out)
+        return 0
 
 
 class _Progress:
@@ -135,6 +386,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sigterm_as_interrupt():
             if args.command == "process":
                 return process(args)
+            if args.command == "submit":
+                return submit(args)
+            if args.command == "jobs":
+                return jobs(args)
+            if args.command == "serve":
+                from bgservice.api.server import run as serve
+
+                return serve(
+                    get_settings(),
+                    args.host,
+                    args.port,
+                    replicas=args.replicas,
+                    start_runner=not args.no_runner,
+                )
         return 2  # pragma: no cover - argparse rejects unknown commands
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -142,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # a project error as it is (2 user, 1 internal/stage, 130 cancelled), even wrapped; else internal
         err = as_service_error(exc)
-        if err.exit_code == 1 and args.debug:
+        if err.exit_code == 1 and getattr(args, "debug", False):
             traceback.print_exc()
         print(f"error: {err.code}: {err.message}", file=sys.stderr)
         return err.exit_code

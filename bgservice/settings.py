@@ -49,6 +49,26 @@ class Settings(BaseSettings):
     )
     max_shards_in_flight: int = Field(4, ge=1, description="shards in flight per job (backpressure)")
 
+    # --- client (`bgservice submit` / `bgservice jobs`) --------------------------------------------
+    url: str = Field("http://127.0.0.1:8000", description="the service the client commands talk to")
+    api_key: str | None = Field(None, description="the API key the client commands send", repr=False)
+
+    # --- webhooks (bgservice/api/webhooks.py) ------------------------------------------------------------
+    webhook_retry_schedule: str = Field(
+        "5,60,600,3600", description="seconds between webhook attempts; the last repeats, up to 24 h"
+    )
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _retry_schedule(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        try:
+            seconds = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"must be comma-separated seconds, got {value!r}") from None
+        if not seconds or any(s < 0 for s in seconds):
+            raise ValueError(f"must be one or more non-negative numbers of seconds, got {value!r}")
+        return ",".join(parts)
     # --- runner (bgservice.jobs.runner: claims queued jobs from the store, drives them on Ray) ----------
     job_timeout_seconds: float = Field(
         3600.0, gt=0, description="a job running longer fails with timeout, seconds"
@@ -150,12 +170,39 @@ class Settings(BaseSettings):
             raise ValueError(f"must be auto, 0..1 or a whole number of GPUs, got {value!r}")
         return text
 
+    # --- HTTP service (bgservice/api/; `bgservice serve`, serve_config.yaml) ----------------------------
+    # API keys: comma-separated `name:key` or bare `key` entries; several keys under one name allow
+    # rotation. Empty with the embedded SQLite store: one dev key is made, kept 0600 under the data dir.
+    api_keys: SecretStr = Field(SecretStr(""), description="API keys: comma-separated name:key or key")
+    rate_limit_per_minute: int = Field(
+        60, ge=1, description="submissions per minute and API key (token bucket, burst = this quota)"
+    )
+    # Where results and uploaded assets live: a local directory (default: storage/ under the data dir)
+    # or s3://bucket/prefix (s3fs; BGSERVICE_S3_ENDPOINT_URL for S3-compatible stores).
+    storage_url: str | None = Field(None, description="storage root for results and assets")
+    s3_endpoint_url: str | None = Field(None, description="endpoint of an S3-compatible store")
+    retention_hours: float = Field(72.0, gt=0, description="results and assets are removed after this")
+    url_ttl_seconds: int = Field(
+        3600, ge=1, le=7 * 24 * 3600, description="lifetime of a result URL (at most 7 days)"
+    )
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS (default none)")
+
+    @field_validator("storage_url", "s3_endpoint_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
 
 def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/bgservice``, i.e. ``~/.local/share/bgservice`` when XDG_DATA_HOME is unset."""
     base = os.environ.get("XDG_DATA_HOME", "").strip()
     root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
     return root / "bgservice"
+
 
 def _split_list(value: Any) -> list[str]:
     """A comma-separated environment value (or a list, from code) as clean non-empty items."""

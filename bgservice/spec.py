@@ -55,6 +55,20 @@ class JobSpec:
     background: Background = field(default_factory=Background)
     start: float | None = None
     end: float | None = None
+    # A stranger's job (the HTTP API): every source goes through the safe fetcher's rules
+    # (bgservice.io.fetch.fetch_to_local). ``assets`` maps the asset ids the job uses to the service's own
+    # storage URLs (resolved at submit), so the decoder stage needs no database.
+    untrusted: bool = False
+    assets: dict[str, str] = field(default_factory=dict)
+
+    def resolve_asset(self, asset_id: str) -> str:
+        """The storage URL of an asset this job was submitted with (``invalid_asset`` otherwise)."""
+        from bgservice.errors import InvalidAsset
+
+        try:
+            return self.assets[asset_id]
+        except KeyError:
+            raise InvalidAsset(f"unknown asset {asset_id!r}") from None
 
     @classmethod
     def build(

@@ -29,7 +29,13 @@ from bgservice.storage import check_output_url, local_input, publish, scratch_di
 def prepared_input(spec: JobSpec, settings: Settings) -> Iterator[tuple[str, VideoInfo, TrimWindow]]:
     """Local copy of the input, its probe, and the validated trim window."""
     check_output_url(spec.output_url)
-    with local_input(spec.input_url, settings) as path:
+    with local_input(
+        spec.input_url,
+        settings,
+        service="video" if spec.untrusted else None,
+        field="videoUrl",
+        resolve_asset=spec.resolve_asset,
+    ) as path:
         info = probe(path, settings)
         window = resolve_trim(info, spec.start, spec.end, settings)
         yield path, info, window

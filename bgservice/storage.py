@@ -20,7 +20,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -62,16 +62,18 @@ def local_input(
     what: str = "input",
     service: Literal["video", "image"] | None = None,
     field: str | None = None,
+    resolve_asset: Callable[[str], str] | None = None,
 ) -> Iterator[str]:
     """Yield a local path holding the bytes at ``url``; remote files are copied into scratch first.
 
     A missing local file -> ``error`` (InvalidInput by default); a remote one that cannot be read ->
     FetchFailed; larger than ``max_bytes`` (default ``settings.max_input_bytes``) -> InputTooLarge,
     naming the setting ``limit_name``. ``service="video"`` / ``"image"``: a stranger's URL, under the
-    service's rules and that kind's cap (``url_not_allowed`` naming ``field``).
+    service's rules and that kind's cap (``url_not_allowed`` naming ``field``); ``resolve_asset`` maps
+    an asset id to the service's own storage URL.
     """
     if service is not None:
-        with fetch_to_local(url, settings, kind=service, field=field) as path:
+        with fetch_to_local(url, settings, kind=service, field=field, resolve_asset=resolve_asset) as path:
             yield path
         return
     with open_trusted(

@@ -60,4 +60,25 @@ def test_segmenter_gpu_share_is_set_where_ray_starts(config: dict[str, Any]) -> 
     for cmds in (worker, head):
         assert "BGSERVICE_SEGMENTER_GPUS=0.25" in cmds
     assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in head
-    assert "serve start" in head
+    assert "serve deploy ~/studio-background/serve_config.yaml" in head
+
+
+def test_serve_config_is_valid_for_serve_deploy() -> None:
+    """serve_config.yaml (what the head deploys) validates against Serve's own schema, and its import
+    path and arguments build the application."""
+    import importlib
+
+    from ray.serve.schema import ServeDeploySchema
+
+    data = yaml.safe_load((CLUSTER_YAML.parent / "serve_config.yaml").read_text())
+    schema = ServeDeploySchema.model_validate(data)
+    (app,) = schema.applications
+    assert app.route_prefix == "/"
+    module, _, name = app.import_path.partition(":")
+    builder = getattr(importlib.import_module(module), name)
+    assert builder(app.args) is not None
+    assert app.args["autoscaling_config"]["min_replicas"] >= 1
+    env = (app.runtime_env or {})["env_vars"]
+    assert env["BGSERVICE_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert env["BGSERVICE_STORAGE_URL"].startswith("s3://")
+    assert schema.http_options.request_timeout_s

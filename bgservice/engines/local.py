@@ -88,7 +88,14 @@ def run_job(
     stage = timings if timings is not None else StageTimes()
     processor = processor or ShardProcessor(settings)
     with prepared_input(spec, settings) as (path, info, window):
-        plate = load_plate(spec.background, info.out_width, info.out_height, settings)
+        plate = load_plate(
+            spec.background,
+            info.out_width,
+            info.out_height,
+            settings,
+            untrusted=spec.untrusted,
+            resolve_asset=spec.resolve_asset,
+        )
         with (
             FrameReader(path, info, window) as reader,
             OutputWriter(spec, info, window, path, settings, end_pts=reader.end_pts) as out,

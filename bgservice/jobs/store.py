@@ -259,6 +259,17 @@ class JobStore:
     def close(self) -> None:
         self._engine.dispose()
 
+    @property
+    def engine(self) -> Engine:
+        """For reads of tables that live beside the jobs (the HTTP service's: assets, rate buckets)."""
+        return self._engine
+
+    @property
+    def writer(self) -> Engine:
+        """For write transactions on those tables (``BEGIN IMMEDIATE`` on SQLite: writers queue up
+        instead of failing when another process wrote in between)."""
+        return self._writer
+
     def __enter__(self) -> JobStore:
         return self
 

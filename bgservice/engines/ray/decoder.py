@@ -47,7 +47,14 @@ class Decoder:
         self.close()
         try:
             path, info, window = self._stack.enter_context(prepared_input(spec, settings))
-            plate = load_plate(spec.background, info.out_width, info.out_height, settings)
+            plate = load_plate(
+                spec.background,
+                info.out_width,
+                info.out_height,
+                settings,
+                untrusted=spec.untrusted,
+                resolve_asset=spec.resolve_asset,
+            )
             reader = FrameReader(path, info, window)
             self._reader = reader
             total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)

@@ -1,0 +1,159 @@
+"""The HTTP service's overhead: ``GET /v2/jobs/{id}`` latency while jobs run, and submit-to-running.
+
+    .venv/bin/python -m benchmarks.service [--jobs 50] [--keys 5] [--replicas 1] [--clip PATH]
+
+Starts ``bgservice serve`` (a local Ray, Serve, the runner, SQLite under a temp dir) on a free port,
+uploads a clip (default: a generated 2 s 320x240 clip with audio) once per key, submits ``--jobs`` jobs
+(0.4 s each, spread over ``--keys`` keys) and, until every job has ended, polls every job in turn. Every
+poll is a latency sample; a job's submit-to-running latency is the time from its 202 until the first
+poll that sees it ``running`` (so it is at most one polling round late). Prints p50/p99/max of both and
+the wall time. Numbers, not assertions: the machine's other load shows in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _clip(scratch: Path) -> Path:
+    from bgservice.media.ffmpeg import ClipSpec, synth_clip
+
+    path = scratch / "clip.mp4"
+    synth_clip(str(path), ClipSpec(fmt="mp4"))
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=50)
+    ap.add_argument("--keys", type=int, default=5)
+    ap.add_argument("--replicas", type=int, default=1)
+    ap.add_argument("--clip", type=Path)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bgservice-bench-") as tmp:
+        scratch = Path(tmp)
+        clip = args.clip or _clip(scratch)
+        keys = [f"bench-key-{i}" for i in range(args.keys)]
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "BGSERVICE_DATA_DIR": str(scratch / "data"),
+            "BGSERVICE_API_KEYS": ",".join(f"k{i}:{k}" for i, k in enumerate(keys)),
+            "BGSERVICE_RATE_LIMIT_PER_MINUTE": "100000",
+            "RAY_ADDRESS": "",
+        }
+        log = open(scratch / "serve.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bgservice",
+                "serve",
+                "--port",
+                str(port),
+                "--replicas",
+                str(args.replicas),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    print((scratch / "serve.log").read_text()[-3000:])
+                    return 1
+                time.sleep(0.5)
+            clients = {k: httpx.Client(base_url=base, headers={"X-API-Key": k}, timeout=60) for k in keys}
+            assets = {}
+            for k, c in clients.items():
+                with open(clip, "rb") as fh:
+                    assets[k] = c.post("/v1/assets", files={"file": ("clip.mp4", fh)}).json()["asset_id"]
+            submitted: dict[str, tuple[str, float]] = {}
+            started = time.monotonic()
+            for i in range(args.jobs):
+                k = keys[i % len(keys)]
+                r = clients[k].post("/v1/proxy/studio-background", json={"videoUrl": assets[k], "end": 0.4})
+                submitted[r.json()["job"]["id"]] = (k, time.monotonic())
+            get_ms: list[float] = []
+            to_running: dict[str, float] = {}
+            open_jobs = set(submitted)
+            final: dict[str, str] = {}
+            while open_jobs:
+                for job_id in list(open_jobs):
+                    k, t_submit = submitted[job_id]
+                    t0 = time.monotonic()
+                    job = clients[k].get(f"/v2/jobs/{job_id}").json()
+                    t1 = time.monotonic()
+                    get_ms.append((t1 - t0) * 1000)
+                    if job["status"] != "queued" and job_id not in to_running:
+                        to_running[job_id] = t1 - t_submit
+                    if job["status"] in ("completed", "failed", "cancelled"):
+                        open_jobs.discard(job_id)
+                        final[job_id] = job["status"]
+            wall = time.monotonic() - started
+            print(f"{args.jobs} jobs from {len(keys)} keys, {args.replicas} replica(s): {wall:.1f} s wall")
+            print(
+                f"  outcomes: {dict((s, list(final.values()).count(s)) for s in sorted(set(final.values())))}"
+            )
+            print(
+                f"  GET /v2/jobs/{{id}} while jobs run ({len(get_ms)} requests): "
+                f"p50 {_pct(get_ms, 0.5):.1f} ms, p99 {_pct(get_ms, 0.99):.1f} ms, max {max(get_ms):.1f} ms"
+            )
+            lat = list(to_running.values())
+            print(
+                f"  submit -> running ({len(lat)} jobs): p50 {_pct(lat, 0.5):.2f} s, "
+                f"p99 {_pct(lat, 0.99):.2f} s, mean {statistics.mean(lat):.2f} s "
+                "(queueing included: 2 jobs run at once on 2 cores)"
+            )
+            first = ", ".join(f"{x:.2f} s" for x in sorted(lat)[:2])
+            print(f"  submit -> running, the two shortest (no queue ahead): {first}")
+            return 0
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(120)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
