@@ -3,7 +3,7 @@ equal, and what ``bgservice process --engine local`` runs."""
 
 from __future__ import annotations
 
-from bgservice.backgrounds import load_plate
+from bgservice.backgrounds import open_backdrop
 from bgservice.engines.base import CancelToken, JobResult, ProgressFn
 from bgservice.errors import JobCancelled
 from bgservice.media.decode import FrameReader
@@ -22,31 +22,33 @@ def run_job(
 ) -> JobResult:
     """Run one job in this process, streaming shard by shard: memory stays flat in the video's length."""
     processor = processor or ShardProcessor(settings)
-    with prepared_input(spec, settings) as (path, info, window):
-        plate = load_plate(spec.background, info.out_width, info.out_height, settings)
-        with (
-            FrameReader(path, info, window) as reader,
-            OutputWriter(spec, info, window, path, settings, end_pts=reader.end_pts) as out,
-        ):
-            total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
+    with (
+        prepared_input(spec, settings) as (path, info, window),
+        open_backdrop(spec, info, settings) as (backdrop, background_video),
+        FrameReader(path, info, window) as reader,
+        OutputWriter(spec, info, window, path, settings, end_pts=reader.end_pts) as out,
+    ):
+        total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
+        if progress:
+            progress(0, total)
+        shards = reader.shards(settings.shard_frames, processor.context_before, processor.context_after)
+        for shard in shards:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled("the job was cancelled")
+            if background_video is not None:
+                shard.background = background_video.frames_for(shard.pts, info.time_base)
+            out.write(processor(shard, backdrop), shard.pts)
             if progress:
-                progress(0, total)
-            shards = reader.shards(settings.shard_frames, processor.context_before, processor.context_after)
-            for shard in shards:
-                if cancel is not None and cancel.is_set():
-                    raise JobCancelled("the job was cancelled")
-                out.write(processor(shard, plate), shard.pts)
-                if progress:
-                    progress(out.frames_written, total)
-            out.commit()
-            return JobResult(
-                output_url=spec.output_url,
-                duration_seconds=round(window.duration, 3),
-                frames=out.frames_written,
-                width=info.out_width,
-                height=info.out_height,
-                has_audio=info.audio is not None,
-            )
+                progress(out.frames_written, total)
+        out.commit()
+        return JobResult(
+            output_url=spec.output_url,
+            duration_seconds=round(window.duration, 3),
+            frames=out.frames_written,
+            width=info.out_width,
+            height=info.out_height,
+            has_audio=info.audio is not None,
+        )
 
 
 class LocalEngine:

@@ -5,7 +5,8 @@ Commands are built with ffmpeg-python and run with the ffmpeg binary shipped by 
 files, handed to ffmpeg as ``file:<absolute path>`` so that no name is ever read as a protocol or an option.
 
 * :func:`finalize` -- the last stage of a job: the encoded video (copied) + the first audio track of the
-  source, trimmed to the job's window, into a ``+faststart`` MP4.
+  source, trimmed to the job's window, into the output's container: a ``+faststart`` MP4 (AAC), a WebM
+  (Opus) or a ``+faststart`` QuickTime MOV (AAC copied, else 16-bit PCM).
 * :func:`synth_clip` -- the command that generates test clips (testsrc2 / smptebars / a still image,
   sine audio, any codec, rotation metadata, variable frame rate); used by ``tests/media_factory.py``.
 
@@ -29,6 +30,7 @@ from bgservice.media.timing import first_frame_time
 from bgservice.media.types import TrimWindow, VideoInfo
 
 AUDIO_BITRATE = "192k"
+OPUS_BITRATE = "128k"
 _STDERR_LINES = 12
 
 
@@ -61,8 +63,17 @@ def _seconds(value: float) -> str:
     return f"{max(value, 0.0):.6f}"
 
 
-def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, out_path: str) -> None:
-    """Mux the encoded video (copied) with the source's first audio track, trimmed to ``window``.
+def finalize(
+    video_only: str,
+    source: str,
+    info: VideoInfo,
+    window: TrimWindow,
+    out_path: str,
+    *,
+    container: str = "mp4",
+) -> None:
+    """Mux the encoded video (copied) with the source's first audio track, trimmed to ``window``, into
+    ``container`` (``mp4``, ``webm`` or ``mov``).
 
     Audio/video alignment: the video written by :class:`~bgservice.media.encode.VideoWriter` starts with
     the first frame of the window at t=0 and its last frame lasts until ``window.end``. The audio is cut
@@ -72,10 +83,17 @@ def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, 
 
     The audio is copied when it is AAC, the window is the whole video and the video starts with the
     container clock (``video_start`` ~ 0); otherwise it is re-encoded to AAC 192k (a sample-accurate cut).
-    No audio track -> a video-only MP4. ``-movflags +faststart`` always.
+    No audio track -> a video-only file. ``-movflags +faststart`` always (MP4, MOV).
+    WebM: the audio is always encoded to Opus (128k; resampled to 48 kHz). MOV: copied under the same
+    conditions as MP4's AAC, else 16-bit PCM (what editors take without a decoder). The VP9 alpha
+    (WebM BlockAdditional) survives the copy.
     """
+    if container not in ("mp4", "webm", "mov"):
+        raise ValueError(f"unknown container {container!r}")
     video = ffmpeg.input(file_arg(video_only))
-    out_opts: dict[str, Any] = {"vcodec": "copy", "movflags": "+faststart", "map_metadata": "-1"}
+    out_opts: dict[str, Any] = {"vcodec": "copy", "map_metadata": "-1"}
+    if container != "webm":
+        out_opts["movflags"] = "+faststart"
     streams: list[Any] = [video["v:0"]]
     if info.audio is not None:
         t_first = 0.0 if window.start <= 0 else first_frame_time(source, window.start)
@@ -87,11 +105,15 @@ def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, 
             audio_in_opts["ss"] = _seconds(start)
         audio = ffmpeg.input(file_arg(source), **audio_in_opts)
         streams.append(audio[str(info.audio.index)])
-        if copy:
+        if container == "webm":
+            out_opts.update(acodec="libopus", audio_bitrate=OPUS_BITRATE)
+        elif copy:
             out_opts["acodec"] = "copy"
+        elif container == "mov":
+            out_opts["acodec"] = "pcm_s16le"
         else:
             out_opts.update(acodec="aac", audio_bitrate=AUDIO_BITRATE)
-    stream = ffmpeg.output(*streams, out_path, format="mp4", **out_opts)
+    stream = ffmpeg.output(*streams, out_path, format=container, **out_opts)
     run(stream, "finalize")
 
 
