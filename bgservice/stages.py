@@ -139,6 +139,7 @@ class OutputWriter:
             self._window,
             str(muxed),
             container=self._container,
+            alpha=self._spec.render == "transparent",
         )
         publish(muxed, self._spec.output_url)
 

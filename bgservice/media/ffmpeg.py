@@ -71,6 +71,7 @@ def finalize(
     out_path: str,
     *,
     container: str = "mp4",
+    alpha: bool = False,
 ) -> None:
     """Mux the encoded video (copied) with the source's first audio track, trimmed to ``window``, into
     ``container`` (``mp4``, ``webm`` or ``mov``).
@@ -86,7 +87,8 @@ def finalize(
     No audio track -> a video-only file. ``-movflags +faststart`` always (MP4, MOV).
     WebM: the audio is always encoded to Opus (128k; resampled to 48 kHz). MOV: copied under the same
     conditions as MP4's AAC, else 16-bit PCM (what editors take without a decoder). The VP9 alpha
-    (WebM BlockAdditional) survives the copy.
+    (WebM BlockAdditional) survives the copy; ``alpha`` tags the WebM video ``alpha_mode=1`` again (the
+    stream metadata is not carried over), which is what makes browsers use it.
     """
     if container not in ("mp4", "webm", "mov"):
         raise ValueError(f"unknown container {container!r}")
@@ -94,6 +96,8 @@ def finalize(
     out_opts: dict[str, Any] = {"vcodec": "copy", "map_metadata": "-1"}
     if container != "webm":
         out_opts["movflags"] = "+faststart"
+    elif alpha:
+        out_opts["metadata:s:v:0"] = "alpha_mode=1"
     streams: list[Any] = [video["v:0"]]
     if info.audio is not None:
         t_first = 0.0 if window.start <= 0 else first_frame_time(source, window.start)
