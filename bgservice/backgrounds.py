@@ -24,7 +24,7 @@ from bgservice.errors import (
 )
 from bgservice.media.decode import FrameReader
 from bgservice.media.probe import probe
-from bgservice.media.timing import read_frame_times
+from bgservice.media.timing import frame_times
 from bgservice.media.types import TrimWindow, VideoInfo
 from bgservice.settings import Settings
 from bgservice.spec import Background, Fit, JobSpec, Render, blur_sigma
@@ -161,7 +161,7 @@ class BackgroundVideo:
         self._path, self._width, self._height, self._fit, self._sar = path, width, height, fit, sar
         try:
             self.info = probe(path, settings)
-            times = read_frame_times(path)
+            times = frame_times(path)
         except (InvalidInput, DecodeFailed) as exc:
             raise InvalidBackgroundVideo(f"the background video cannot be decoded: {exc.message}") from exc
         self._time_base = times.time_base

@@ -5,11 +5,12 @@ Every limit and knob an operator may turn lives here; the README's settings tabl
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bgservice.errors import InvalidSettings
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="ONNX Runtime device")
     shard_frames: int = Field(32, ge=1, description="frames per shard sent to a Segmenter")
     tmp_dir: Path | None = Field(None, description="scratch directory (default: system temp)")
+    local_workers: int = Field(
+        0, ge=0, description="one-process engine: shard-processing threads (0 = one per core)"
+    )
 
     # --- Ray DAG -------------------------------------------------------------------------------------------
     segmenter_gpus: str = Field("auto", description="GPU share per Segmenter: auto | 0 | <fraction>")
@@ -43,6 +47,31 @@ class Settings(BaseSettings):
         2, ge=1, description="pool growth rule: add an actor while queued shards exceed this per actor"
     )
     max_shards_in_flight: int = Field(4, ge=1, description="shards in flight per job (backpressure)")
+
+    # --- job store (bgservice/jobs/store.py) -----------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=lambda: default_data_dir(),
+        description="where the embedded SQLite job store lives (created 0700, files 0600)",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the job store (postgresql+psycopg://... for clusters; "
+        "default: SQLite jobs.db under data_dir)",
+    )
+    secret: SecretStr | None = Field(
+        None, description="signing secret shared by every replica (default: generated once, in the database)"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgres")):
+            raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL, got {scheme or text!r}")
+        return text
 
     @field_validator("model")
     @classmethod
@@ -66,6 +95,13 @@ class Settings(BaseSettings):
         if share < 0 or (share > 1 and not share.is_integer()):
             raise ValueError(f"must be auto, 0..1 or a whole number of GPUs, got {value!r}")
         return text
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/bgservice``, i.e. ``~/.local/share/bgservice`` when XDG_DATA_HOME is unset."""
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "bgservice"
 
 
 @lru_cache(maxsize=1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +31,7 @@ from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 from bgservice.stages import ShardProcessor, prepared_input
 from tests.conftest import need
+from tests.media_factory import MediaFactory
 from tests.outputs import frames, grey_frames, inspect, rgba_frames
 from tests.test_browser import chromium, run_page, served  # noqa: F401  (served: a fixture)
 
@@ -155,6 +158,17 @@ def test_format_is_probed_and_its_alpha_matches_the_mp4_pipeline(
             assert facts.pix_fmt == "yuvj420p"  # full range: 0 background .. 255 subject
             assert facts.faststart
     assert_alpha_agrees(decoded_alpha(out, fmt), head_alpha)
+
+
+def test_the_ray_dag_writes_the_same_transparent_webm(
+    head: Path, head_alpha: np.ndarray, tmp_path: Path
+) -> None:
+    """RGBA shards through the object store, the Segmenter pool and the encoder actor."""
+    out = tmp_path / "dag.webm"
+    process(str(head), "-o", str(out), engine="ray")
+    facts = inspect(str(out))
+    assert (facts.codec, facts.frames, facts.audio_codec) == ("vp9", FRAMES, "opus")
+    assert_alpha_agrees(decoded_alpha(out, "webm"), head_alpha)
 
 
 @pytest.mark.parametrize("fmt", ["webm", "mov"])
@@ -371,6 +385,51 @@ def test_video_background_reader_is_streaming(tmp_path: Path) -> None:
         assert [round(f.mean() / _level(1)) for f in shown] == [k % 5 for k in range(40)]
     finally:
         video.close()
+
+
+_RSS_CHILD = """
+import sys
+from fractions import Fraction
+import numpy as np
+from bgservice.backgrounds import BackgroundVideo
+from bgservice.settings import Settings
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+video = BackgroundVideo(sys.argv[1], 320, 240, "cover", Settings())
+n = int(float(sys.argv[2]) * 25)  # the whole background once and then half of it again: one loop
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM): measure the reading, not the imports and the probe
+start = status("VmRSS")
+total = 0.0
+for first in range(0, n, 8):  # shards of 8 output frames at 25 fps
+    pts = np.arange(first, min(n, first + 8), dtype=np.int64)
+    total += float(video.frames_for(pts, Fraction(1, 25)).mean())
+video.close()
+print(n, start, status("VmHWM"))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_video_background_memory_is_flat_in_its_length(media_factory: MediaFactory) -> None:
+    """Reading a 30 s background (and looping it) peaks no higher than an 8 s one: it is decoded as a
+    stream, never held."""
+    repo = Path(__file__).resolve().parents[1]
+
+    def peak(path: Path, seconds: float) -> int:
+        done = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path), str(seconds * 1.5)], cwd=repo,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        _, start, high = (int(v) for v in done.stdout.split())
+        return high - start
+
+    frame = 320 * 240 * 3
+    short, long = peak(media_factory.long_clip(8.0), 8.0), peak(media_factory.long_clip(30.0), 30.0)
+    # the 30 s background is 750 frames (165 MB); slack of 20 frames for allocator noise
+    assert long < short + 20 * frame, (short, long)
+    assert long < 100 * frame
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from bgservice.errors import DecodeFailed, InvalidTrim
-from bgservice.media.timing import FrameTimes, describe, pick_video_stream, read_frame_times
+from bgservice.media.timing import FrameTimes, describe, frame_times, pick_video_stream
 from bgservice.media.types import Shard, TrimWindow, VideoInfo
 
 Orientation = tuple[int, int, int, int]
@@ -145,7 +145,7 @@ class FrameReader:
         self.held_frames = 0
         self._container: av.container.InputContainer | None = self._open()
         try:
-            times = read_frame_times(path)
+            times = frame_times(path)
             i0, i1 = times.window(window.start, window.end)
             if i1 <= i0:
                 raise InvalidTrim(f"no frame between {window.start:g} s and {window.end:g} s")

@@ -246,8 +246,9 @@ def reference_frames(path: str, width: int, height: int, count: int = 1) -> np.n
     return data.reshape(-1, height, width, 3)
 
 
-def plain_reencode(source: str, out_path: str, *, crf: int, preset: str) -> None:
-    """The benchmarks' baseline: decode + x264 re-encode + AAC, what a plain ``ffmpeg -i`` job costs."""
+def plain_reencode(source: str, out_path: str, *, crf: int, preset: str, audio: str = "aac") -> None:
+    """The benchmarks' baseline: decode + x264 re-encode, what a plain ``ffmpeg -i`` job costs
+    (``audio="copy"`` for ``-c:a copy``)."""
     src = ffmpeg.input(file_arg(source))
     stream = ffmpeg.output(
         src,
@@ -257,7 +258,29 @@ def plain_reencode(source: str, out_path: str, *, crf: int, preset: str) -> None
         preset=preset,
         crf=crf,
         pix_fmt="yuv420p",
-        acodec="aac",
+        acodec=audio,
         movflags="+faststart",
     )
     run(stream, "plain re-encode")
+
+
+def plain_reencode_args(source: str, out_path: str, *, crf: int, preset: str) -> list[str]:
+    """The speed benchmark's baseline as a command line: ``ffmpeg -i IN -c:v libx264 -preset P -crf N
+    -c:a copy OUT`` (run as its own process, so its CPU time is measured like a job's)."""
+    stream = ffmpeg.output(
+        ffmpeg.input(file_arg(source)), out_path, vcodec="libx264", preset=preset, crf=crf, acodec="copy"
+    )
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *ffmpeg.get_args(stream)]
+
+
+def loop_clip(source: str, out_path: str, *, seconds: float, width: int | None = None,
+              height: int | None = None) -> None:
+    """``source`` looped (or cut) to ``seconds``, optionally scaled to ``width`` x ``height``, as H.264
+    CRF 16 + AAC: the speed benchmark's test clips."""
+    src = ffmpeg.input(file_arg(source), stream_loop=-1)
+    video = src.video if width is None or height is None else src.video.filter("scale", width, height)
+    stream = ffmpeg.output(
+        video, src.audio, out_path, t=f"{seconds:.3f}", vcodec="libx264", preset="veryfast", crf=16,
+        pix_fmt="yuv420p", acodec="aac", format="mp4",
+    )
+    run(stream, "loop clip")

@@ -30,7 +30,7 @@ import numpy as np
 from av.sidedata.sidedata import SideDataContainer
 
 from bgservice.errors import InputTooLarge, InvalidInput, InvalidTrim
-from bgservice.media.timing import FrameTimes, describe, pick_video_stream, read_frame_times
+from bgservice.media.timing import FrameTimes, describe, frame_times, pick_video_stream
 from bgservice.media.types import AudioInfo, TrimWindow, VideoInfo
 from bgservice.settings import Settings
 
@@ -191,7 +191,7 @@ def _probe_container(
     if signs[0] == 0:  # rotated a quarter turn: the pixel aspect turns with it
         sar = 1 / sar
 
-    times = read_frame_times(path)
+    times = frame_times(path)
     _check_complete(times)
     _last_frame_check(path, times)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -151,10 +153,39 @@ def read_frame_times(path: str) -> FrameTimes:
         container.close()
 
 
+_TIMES_CACHE: OrderedDict[tuple[str, int, int, int], FrameTimes] = OrderedDict()
+_TIMES_CACHE_SIZE = 4
+_TIMES_LOCK = threading.Lock()
+
+
+def frame_times(path: str) -> FrameTimes:
+    """:func:`read_frame_times`, demuxed once per file and process: probing, reading and the audio cut of
+    a job all need the same timestamps (keyed by path, inode, size and mtime, so a changed file is
+    demuxed again)."""
+    full = os.path.abspath(path)
+    try:
+        st = os.stat(full)
+    except OSError:
+        return read_frame_times(path)  # let it raise its own error
+    key = (full, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _TIMES_LOCK:
+        cached = _TIMES_CACHE.get(key)
+        if cached is not None:
+            _TIMES_CACHE.move_to_end(key)
+            return cached
+    times = read_frame_times(path)
+    times.pts.flags.writeable = False  # shared by every caller from now on
+    with _TIMES_LOCK:
+        _TIMES_CACHE[key] = times
+        while len(_TIMES_CACHE) > _TIMES_CACHE_SIZE:
+            _TIMES_CACHE.popitem(last=False)
+    return times
+
+
 def first_frame_time(path: str, start: float) -> float:
     """Seconds (relative to frame 0) of the first frame at or after ``start``: where a trimmed video
     really begins, so the audio can be cut at the same instant."""
-    times = read_frame_times(path)
+    times = frame_times(path)
     i0, _ = times.window(start, math.inf)
     if i0 >= len(times):
         return start
