@@ -12,7 +12,7 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 from bgservice.stages import ShardProcessor, prepared_input
 from tests.conftest import need
+from tests.dagtools import local_ray
 from tests.media_factory import MediaFactory
 from tests.outputs import frames, grey_frames, inspect, rgba_frames
 from tests.test_browser import chromium, run_page, served  # noqa: F401  (served: a fixture)
@@ -158,17 +159,6 @@ def test_format_is_probed_and_its_alpha_matches_the_mp4_pipeline(
             assert facts.pix_fmt == "yuvj420p"  # full range: 0 background .. 255 subject
             assert facts.faststart
     assert_alpha_agrees(decoded_alpha(out, fmt), head_alpha)
-
-
-def test_the_ray_dag_writes_the_same_transparent_webm(
-    head: Path, head_alpha: np.ndarray, tmp_path: Path
-) -> None:
-    """RGBA shards through the object store, the Segmenter pool and the encoder actor."""
-    out = tmp_path / "dag.webm"
-    process(str(head), "-o", str(out), engine="ray")
-    facts = inspect(str(out))
-    assert (facts.codec, facts.frames, facts.audio_codec) == ("vp9", FRAMES, "opus")
-    assert_alpha_agrees(decoded_alpha(out, "webm"), head_alpha)
 
 
 @pytest.mark.parametrize("fmt", ["webm", "mov"])
@@ -353,11 +343,12 @@ def _level(k: int) -> float:
     return 7 * k * 255 / 219
 
 
-@pytest.mark.parametrize(("seconds", "engine"), [(0.8, "local"), (3.0, "ray")])
-def test_video_background_at_t_is_its_frame_at_t_mod_its_duration(
-    seconds: float, engine: str, head: Path, tmp_path: Path
-) -> None:
-    """0.8 s: looped (2.5 times); 3 s: cut. Through the one-process engine and the Ray DAG."""
+def test_video_background_at_t_is_its_frame_at_t_mod_its_duration(head: Path, tmp_path: Path) -> None:
+    """0.8 s: looped (2.5 times) by the one-process engine (the Ray DAG's case is below)."""
+    check_video_background(head, tmp_path, 0.8, "local")
+
+
+def check_video_background(head: Path, tmp_path: Path, seconds: float, engine: str) -> None:
     bg = _counter_clip(tmp_path / "counter.mp4", seconds)
     out = tmp_path / "moving.mp4"
     process(str(head), "-o", str(out), "--background-video", str(bg), engine=engine)
@@ -430,6 +421,33 @@ def test_video_background_memory_is_flat_in_its_length(media_factory: MediaFacto
     # the 30 s background is 750 frames (165 MB); slack of 20 frames for allocator noise
     assert long < short + 20 * frame, (short, long)
     assert long < 100 * frame
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the Ray DAG (one local Ray for these tests; the CLI leaves a Ray it did not start running)
+
+
+@pytest.fixture(scope="class")
+def ray_session() -> Iterator[None]:
+    with local_ray(num_cpus=2):
+        yield
+
+
+@pytest.mark.usefixtures("ray_session")
+class TestOnTheRayDag:
+    def test_the_ray_dag_writes_the_same_transparent_webm(
+        self, head: Path, head_alpha: np.ndarray, tmp_path: Path
+    ) -> None:
+        """RGBA shards through the object store, the Segmenter pool and the encoder actor."""
+        out = tmp_path / "dag.webm"
+        process(str(head), "-o", str(out), engine="ray")
+        facts = inspect(str(out))
+        assert (facts.codec, facts.frames, facts.audio_codec) == ("vp9", FRAMES, "opus")
+        assert_alpha_agrees(decoded_alpha(out, "webm"), head_alpha)
+
+    def test_video_background_longer_than_the_input_is_cut(self, head: Path, tmp_path: Path) -> None:
+        """3 s behind a 2 s input: the decoder actor reads it along with the input, shard by shard."""
+        check_video_background(head, tmp_path, 3.0, "ray")
 
 
 # ---------------------------------------------------------------------------------------------------------
