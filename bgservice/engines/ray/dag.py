@@ -3,7 +3,7 @@
 ::
 
     driver thread (this module)      small messages only: shard heads, leases, statuses, progress
-       |  next_shard()            lease(job)             process(shard, plate)      push(i, [ref])
+       |  next_shard()            lease(job)             process(shard, backdrop)   push(i, [ref])
        v                              v                        v                         v
     Decoder ---- shard ref ------> SegmenterPool -------> Segmenter xN ---- ref ----> Encoder
     (driver's node)                (detached, shared)      (anywhere, GPU share)      (decoder's node)
