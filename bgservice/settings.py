@@ -5,13 +5,14 @@ Every limit and knob an operator may turn lives here; the README's settings tabl
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bgservice.errors import InvalidSettings
 
@@ -73,6 +74,47 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL, got {scheme or text!r}")
         return text
 
+    # --- safe fetching (bgservice/io/fetch.py; README "Safe fetching") ----------------------------------
+    # What the service may fetch for a stranger's videoUrl / imageUrl. The CLI and batch ignore these
+    # except the timeout (their user owns the machine).
+    allowed_input_prefixes: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="object-store URL prefixes the HTTP API may read (comma-separated; empty = none)"
+    )
+    allowed_private_nets: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = (
+        Field((), description="CIDRs exempt from the private-address rule (comma-separated; default none)")
+    )
+    allow_private_urls: bool = Field(
+        False,
+        description="true lifts the address rule entirely (local use only: reaches the private network)",
+    )
+    fetch_timeout_seconds: float = Field(
+        60.0, gt=0, description="connect + total time allowed for one download, seconds"
+    )
+
+    @field_validator("allowed_input_prefixes", mode="before")
+    @classmethod
+    def _prefixes(cls, value: Any) -> tuple[str, ...]:
+        items = _split_list(value)
+        for item in items:
+            protocol, sep, rest = item.partition("://")
+            if not sep or "::" in item or not protocol.isalnum() or not rest.strip("/"):
+                raise ValueError(f"{item!r} is not an object-store URL prefix such as s3://media-in/")
+        return tuple(items)
+
+    @field_validator("allowed_private_nets", mode="before")
+    @classmethod
+    def _nets(cls, value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        nets = []
+        for item in _split_list(value):
+            try:
+                nets.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not a CIDR network (e.g. 10.20.0.0/16)") from None
+        from ssrfguard import Policy  # the address guard refuses an entry that would switch it off
+
+        Policy(allowed_networks=tuple(nets))
+        return tuple(nets)
+
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
@@ -102,6 +144,13 @@ def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME", "").strip()
     root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
     return root / "bgservice"
+
+def _split_list(value: Any) -> list[str]:
+    """A comma-separated environment value (or a list, from code) as clean non-empty items."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [p.strip() for p in parts if str(p).strip()]
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,10 @@
 
 Commands are built with ffmpeg-python and run with the ffmpeg binary shipped by imageio-ffmpeg
 (``imageio_ffmpeg.get_ffmpeg_exe()``), so a fresh machine needs no system ffmpeg. Inputs are always local
-files, handed to ffmpeg as ``file:<absolute path>`` so that no name is ever read as a protocol or an option.
+files, handed to ffmpeg as ``file:<absolute path>`` so that no name is ever read as a protocol or an option,
+opened with :func:`bgservice.media.container.ffmpeg_input_options` (``protocol_whitelist=file`` and no
+playlist / stream-description demuxer: no input can make ffmpeg read another file), and with the demuxer
+the probe found (``-f``) so ffmpeg does not guess again.
 
 * :func:`finalize` -- the last stage of a job: the encoded video (copied) + the first audio track of the
   source, trimmed to the job's window, into the output's container: a ``+faststart`` MP4 (AAC), a WebM
@@ -26,11 +29,14 @@ import imageio_ffmpeg
 import numpy as np
 
 from bgservice.errors import EncodeFailed
+from bgservice.media.container import ffmpeg_input_options
 from bgservice.media.timing import first_frame_time
 from bgservice.media.types import TrimWindow, VideoInfo
 
 AUDIO_BITRATE = "192k"
 OPUS_BITRATE = "128k"
+# the demuxer that reads back each container of an encoded video-only file (named: no probing)
+_DEMUXERS = {"mp4": "mp4", "mov": "mov", "webm": "matroska"}
 _STDERR_LINES = 12
 
 
@@ -90,9 +96,9 @@ def finalize(
     (WebM BlockAdditional) survives the copy; ``alpha`` tags the WebM video ``alpha_mode=1`` again (the
     stream metadata is not carried over), which is what makes browsers use it.
     """
-    if container not in ("mp4", "webm", "mov"):
+    if container not in _DEMUXERS:
         raise ValueError(f"unknown container {container!r}")
-    video = ffmpeg.input(file_arg(video_only))
+    video = ffmpeg.input(file_arg(video_only), format=_DEMUXERS[container], **ffmpeg_input_options())
     out_opts: dict[str, Any] = {"vcodec": "copy", "map_metadata": "-1"}
     if container != "webm":
         out_opts["movflags"] = "+faststart"
@@ -104,7 +110,9 @@ def finalize(
         start = info.video_start + t_first
         duration = window.end - t_first
         copy = info.audio.codec == "aac" and window.is_full and abs(info.video_start) < 1e-3
-        audio_in_opts: dict[str, Any] = {"t": _seconds(duration)}
+        audio_in_opts: dict[str, Any] = {"t": _seconds(duration), **ffmpeg_input_options()}
+        if info.container_format:
+            audio_in_opts["format"] = info.container_format
         if start > 0:
             audio_in_opts["ss"] = _seconds(start)
         audio = ffmpeg.input(file_arg(source), **audio_in_opts)

@@ -25,21 +25,18 @@ import av.stream
 import numpy as np
 
 from bgservice.errors import InvalidInput
+from bgservice.media.container import describe, open_input
+
+__all__ = [
+    "FrameTimes",
+    "describe",
+    "first_frame_time",
+    "frame_times",
+    "pick_video_stream",
+    "read_frame_times",
+]
 
 _EPS_UNITS = 1e-6
-
-
-def describe(exc: BaseException, path: str | None = None) -> str:
-    """A one-line reason for a user-facing message: ffmpeg's error text, without file paths."""
-    if isinstance(exc, av.FFmpegError) and exc.strerror:
-        text = str(exc.strerror)
-    else:
-        lines = str(exc).strip().splitlines()
-        text = lines[0] if lines else type(exc).__name__
-    if path:
-        for p in {path, os.path.abspath(path)}:
-            text = text.replace(p, "<input>")
-    return text[:300]
 
 
 def pick_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -96,10 +93,7 @@ class FrameTimes:
 
 def read_frame_times(path: str) -> FrameTimes:
     """Demux the first video stream of ``path`` and return its frame timestamps (no decoding)."""
-    try:
-        container = av.open(os.path.abspath(path))
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"not a readable media file ({describe(exc, path)})") from exc
+    container = open_input(path, what="not a readable media file")
     try:
         stream = pick_video_stream(container)
         if stream is None:
