@@ -26,7 +26,7 @@ from bgservice.batch import parse_line
 from bgservice.cli import main
 from bgservice.errors import InvalidBackground, InvalidManifest, InvalidOutput
 from bgservice.media.decode import FrameReader
-from bgservice.media.ffmpeg import ClipSpec, synth_clip
+from bgservice.media.ffmpeg import ClipSpec, ffmpeg_exe, synth_clip
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 from bgservice.stages import ShardProcessor, prepared_input
@@ -128,6 +128,21 @@ def assert_alpha_agrees(got: np.ndarray, ref: np.ndarray) -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # formats
+
+
+def test_the_shipped_ffmpeg_builds_have_the_encoders() -> None:
+    """PyAV's FFmpeg encodes the video (VP9 with alpha, ProRes 4444 with alpha, x264), imageio-ffmpeg's
+    binary muxes and encodes the audio (Opus, PCM, AAC)."""
+    def pix_fmts(encoder: str) -> set[str]:
+        return {f.name for f in av.codec.Codec(encoder, "w").video_formats or ()}
+
+    assert pix_fmts("libvpx-vp9") >= {"yuva420p", "yuv420p"}
+    assert pix_fmts("prores_ks") >= {"yuva444p10le", "yuv444p10le"}
+    assert av.codec.Codec("libvpx-vp9", "r")  # the decoder that reads the alpha back (tests, browsers' own)
+    listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True,
+                             check=True).stdout
+    for encoder in ("libopus", "pcm_s16le", "aac"):
+        assert f" {encoder} " in listing, encoder
 
 
 @pytest.mark.parametrize(
