@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     )
     max_shards_in_flight: int = Field(4, ge=1, description="shards in flight per job (backpressure)")
 
+    # --- runner (bgservice.jobs.runner: claims queued jobs from the store, drives them on Ray) ----------
+    job_timeout_seconds: float = Field(
+        3600.0, gt=0, description="a job running longer fails with timeout, seconds"
+    )
+    max_running_jobs: int | None = Field(
+        None, ge=1, description="jobs running at once (default: what the cluster's CPUs fit; 2 on 2 cores)"
+    )
+    max_running_jobs_per_key: int = Field(2, ge=1, description="jobs running at once per API key")
+    job_lease_seconds: float = Field(
+        30.0, gt=0, description="a running job's lease: a runner silent this long lost it (job re-queued)"
+    )
+
     # --- job store (bgservice/jobs/store.py) -----------------------------------------------------------
     data_dir: Path = Field(
         default_factory=lambda: default_data_dir(),

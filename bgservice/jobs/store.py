@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
@@ -95,8 +96,14 @@ def _ensure_private_file(path: Path) -> None:
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
         path.parent.chmod(0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    if path.exists():
+        # Never open and close a database file this process may have open already: closing any
+        # descriptor of a file drops every POSIX lock the process holds on it, SQLite's shared lock
+        # included, so another process closing its last connection then deletes the WAL under this
+        # process's open connections, which go on reading a stale snapshot forever.
+        return
+    with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _alembic_config(connection: Connection | None = None) -> Any:
