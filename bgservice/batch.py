@@ -5,8 +5,11 @@ by Ray there; without it a local Ray is started). Each line of the manifest is o
 
     {"videoUrl": "s3://in/a.mp4", "back_ground": "#1E90FF", "start": "0:05", "end": 20, "output": "s3://out/a.mp4"}
 
-``back_ground`` (a hex colour) or ``imageUrl`` (a background picture), never both; ``start`` / ``end``
-optional (seconds or ``[hh:]mm:ss``); ``output`` an absolute path or an fsspec URL. Blank lines are
+At most one background: ``back_ground`` (a hex colour), ``imageUrl`` (a picture), ``backgroundVideoUrl``
+(a video, looped) or ``backgroundBlur`` (1..100, the original background blurred); ``fit`` (``stretch`` |
+``cover`` | ``contain``) with an image or a video; ``outputFormat`` (``mp4`` | ``webm`` | ``mov`` |
+``matte``; by default what the output's extension implies); ``start`` / ``end`` optional (seconds or
+``[hh:]mm:ss``); ``output`` an absolute path or an fsspec URL. Blank lines are
 skipped. Every valid line is queued as a job in a private job store (SQLite in a temporary directory) and a
 job runner (:mod:`bgservice.jobs.runner`, in this process) runs them on Ray, up to ``--jobs`` at once (by
 default as many as the cluster's CPUs hold beside the Segmenter pool); the Segmenter pool shares its
@@ -34,7 +37,7 @@ from typing import Any
 
 import fsspec
 
-from bgservice.errors import BgServiceError, InvalidManifest, InvalidSettings
+from bgservice.errors import BgServiceError, InvalidBackground, InvalidManifest, InvalidSettings
 from bgservice.interrupt import sigterm_as_interrupt
 from bgservice.jobs.record import JobRecord, JobState
 from bgservice.settings import Settings, get_settings
@@ -42,7 +45,18 @@ from bgservice.spec import JobSpec
 from bgservice.storage import publish
 
 POLL_SECONDS = 0.2  # how often the batch looks at its jobs' records
-KNOWN_KEYS = {"videoUrl", "back_ground", "imageUrl", "start", "end", "output"}
+KNOWN_KEYS = {
+    "videoUrl",
+    "back_ground",
+    "imageUrl",
+    "backgroundVideoUrl",
+    "backgroundBlur",
+    "fit",
+    "outputFormat",
+    "start",
+    "end",
+    "output",
+}
 
 
 @dataclass
@@ -121,6 +135,9 @@ def parse_line(raw: str) -> JobSpec:
     for key, value in (("start", start), ("end", end)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
             raise InvalidManifest(f"{key} must be seconds or a time string")
+    blur = obj.get("backgroundBlur")
+    if blur is not None and (isinstance(blur, bool) or not isinstance(blur, int)):
+        raise InvalidBackground(f"backgroundBlur must be an integer 1..100, got {blur!r}")
     return JobSpec.build(
         video,
         output,
@@ -128,6 +145,10 @@ def parse_line(raw: str) -> JobSpec:
         image_url=_text(obj.get("imageUrl"), "imageUrl"),
         start=start,
         end=end,
+        output_format=_text(obj.get("outputFormat"), "outputFormat"),
+        background_blur=blur,
+        background_video_url=_text(obj.get("backgroundVideoUrl"), "backgroundVideoUrl"),
+        fit=_text(obj.get("fit"), "fit"),
     )
 
 

@@ -51,13 +51,39 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("process", help="turn one video into the finished MP4")
+    p = commands.add_parser("process", help="turn one video into the finished video")
     p.add_argument("input", metavar="INPUT", help="local path or fsspec URL (s3://bucket/key, ...)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="local path or fsspec URL")
-    # Not an argparse mutually exclusive group: both given is the project's own invalid_background
-    # (exit 2, "error: invalid_background: ..."), raised by JobSpec.build like every other entry point.
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="local path or fsspec URL; its extension (.mp4, .webm, .mov) implies the format",
+    )
+    p.add_argument(
+        "--format",
+        metavar="FORMAT",
+        help="mp4 (default), webm (transparent VP9 + Opus), mov (transparent ProRes 4444), matte (the alpha "
+        "matte as greyscale H.264); with a background webm/mov are opaque. Must agree with the extension",
+    )
+    # at most one background: checked by JobSpec.build (error invalid_background, exit 2)
     p.add_argument("--background", metavar="HEX", help="solid colour, #RGB or #RRGGBB (default: white)")
-    p.add_argument("--background-image", metavar="PATH_OR_URL", help="JPEG/PNG/WebP stretched to the frame")
+    p.add_argument("--background-image", metavar="PATH_OR_URL", help="JPEG/PNG/WebP behind the subject")
+    p.add_argument(
+        "--background-video",
+        metavar="PATH_OR_URL",
+        help="a video behind the subject: looped when shorter, cut when longer, its audio ignored",
+    )
+    p.add_argument(
+        "--background-blur",
+        metavar="N",
+        help="the original background blurred, 1..100 (Gaussian sigma = N/1000 of the frame height)",
+    )
+    p.add_argument(
+        "--fit",
+        metavar="MODE",
+        help="how an image or video background meets the frame: stretch (default), cover, contain",
+    )
     p.add_argument("--start", metavar="T", help="trim start: seconds (12.5) or [hh:]mm:ss(.fff)")
     p.add_argument("--end", metavar="T", help="trim end (clamped to the video's end)")
     p.add_argument(
@@ -365,6 +391,10 @@ def process(args: argparse.Namespace) -> int:
         image_url=args.background_image,
         start=args.start,
         end=args.end,
+        output_format=args.format,
+        background_blur=args.background_blur,
+        background_video_url=args.background_video,
+        fit=args.fit,
     )
     progress = _Progress(label=args.input.rsplit("/", 1)[-1][:40])
     try:

@@ -113,7 +113,10 @@ class InvalidTrim(UserError):
 
 class InvalidBackground(UserError):
     code = "invalid_background"
-    summary = "a bad hex colour, or more than one background given"
+    summary = (
+        "a bad hex colour, more than one background, a blur outside 1..100, a fit without an image or "
+        "video, or a background with the matte output"
+    )
 
 
 class InvalidBackgroundImage(UserError):

@@ -1,8 +1,10 @@
 """The stages of a job: small pieces both engines (one process, the Ray DAG) reuse as they are.
 
 - :func:`prepared_input`  input URL -> local file, probed, trim window resolved (the decoder's first step)
-- :class:`ShardProcessor` model + matte refinement + composite for one shard (what a Segmenter runs)
-- :class:`OutputWriter`   frames -> H.264 -> mux audio -> atomic publish (what the encoder runs)
+- :class:`ShardProcessor` model + matte refinement + what the output needs for one shard (what a Segmenter
+  runs): the composite over the job's :class:`~bgservice.backgrounds.Backdrop` (a plate, per-frame plates
+  of a background video, the blurred background), RGBA for transparent outputs, or the matte alone
+- :class:`OutputWriter`   frames -> the format's codec -> mux audio -> atomic publish (what the encoder runs)
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from types import TracebackType
 
 import numpy as np
 
+from bgservice.backgrounds import Backdrop
 from bgservice.matte import Matter, composite
-from bgservice.media.encode import VideoWriter
+from bgservice.matte.composite import alpha_u8, composite_blurred, to_rgba
+from bgservice.media.encode import CONTAINERS, VideoWriter
 from bgservice.media.ffmpeg import finalize
 from bgservice.media.probe import probe, resolve_trim
 from bgservice.media.types import Shard, TrimWindow, VideoInfo
@@ -56,12 +60,30 @@ class ShardProcessor:
     def context_after(self) -> int:
         return self.matter.context_after
 
-    def __call__(self, shard: Shard, plate: np.ndarray) -> np.ndarray:
-        alpha, foreground = self.matter(shard.frames, shard.before, shard.after)
+    def matte(self, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
+        """(alpha float32 [N,H,W] 0..1, foreground colours uint8 [N,H,W,3]) for the shard's frames."""
+        return self.matter(shard.frames, shard.before, shard.after)
+
+    def __call__(self, shard: Shard, backdrop: Backdrop | np.ndarray) -> np.ndarray:
+        """The shard's output frames: RGB [N,H,W,3] (composite), RGBA [N,H,W,4] (transparent) or the
+        matte [N,H,W,1]. ``backdrop``: the job's, or a bare plate (composite over it)."""
+        if isinstance(backdrop, np.ndarray):
+            backdrop = Backdrop(plate=backdrop)
+        alpha, foreground = self.matte(shard)
+        if backdrop.render == "matte":
+            return alpha_u8(alpha)
+        if backdrop.render == "transparent":
+            return to_rgba(foreground, alpha)
         # Blend into the foreground buffer when it is the matte's own copy (saves a fresh frame's page
         # faults); never into the shard's frames, which may be read-only object-store memory.
         owned = foreground is not shard.frames and foreground.flags.writeable
-        return composite(foreground, alpha, plate, out=foreground if owned else None)
+        out = foreground if owned else None
+        if backdrop.blur_sigma > 0:
+            return composite_blurred(foreground, alpha, shard.frames, backdrop.blur_sigma, out=out)
+        plate = shard.background if shard.background is not None else backdrop.plate
+        if plate is None:
+            raise ValueError(f"shard {shard.index}: no background to composite over")
+        return composite(foreground, alpha, plate, out=out)
 
 
 class OutputWriter:
@@ -86,10 +108,20 @@ class OutputWriter:
         self._spec, self._info, self._window, self._source = spec, info, window, source_path
         self._scratch_cm = scratch_dir(settings, prefix="bgservice-out-")
         self._scratch = self._scratch_cm.__enter__()
-        self._video_only = self._scratch / "video.mp4"
+        fmt = spec.output_format
+        self._container = CONTAINERS[fmt]
+        self._video_only = self._scratch / f"video.{self._container}"
+        render = spec.render
+        channels = 1 if render == "matte" else 4 if render == "transparent" else 3
         try:
             self._writer: VideoWriter | None = VideoWriter(
-                str(self._video_only), info, crf=settings.crf, preset=settings.preset, end_pts=end_pts
+                str(self._video_only),
+                info,
+                crf=settings.crf,
+                preset=settings.preset,
+                end_pts=end_pts,
+                fmt=fmt,
+                channels=channels,
             )
         except BaseException:
             self._scratch_cm.__exit__(None, None, None)
@@ -106,7 +138,15 @@ class OutputWriter:
         writer, self._writer = self._writer, None
         writer.close()
         muxed = self._scratch / f"result{Path(self._video_only).suffix}"
-        finalize(str(self._video_only), self._source, self._info, self._window, str(muxed))
+        finalize(
+            str(self._video_only),
+            self._source,
+            self._info,
+            self._window,
+            str(muxed),
+            container=self._container,
+            alpha=self._spec.render == "transparent",
+        )
         publish(muxed, self._spec.output_url)
 
     def close(self) -> None:

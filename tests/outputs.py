@@ -100,3 +100,25 @@ def frames(path: str) -> Iterator[np.ndarray]:
     with av.open(path) as c:
         for frame in c.decode(video=0):
             yield frame.to_ndarray(format="rgb24")
+
+
+def rgba_frames(path: str) -> Iterator[np.ndarray]:
+    """Every frame as RGBA uint8 in presentation order, alpha included: VP9's alpha lives in the WebM
+    BlockAdditional, which only libvpx's decoder reads (FFmpeg's own vp9 decoder drops it)."""
+    with av.open(path) as c:
+        stream = c.streams.video[0]
+        if stream.codec_context.name == "vp9":
+            decoder = av.codec.CodecContext.create("libvpx-vp9", "r")
+            for packet in c.demux(stream):
+                for frame in decoder.decode(packet if packet.size else None):
+                    yield frame.to_ndarray(format="rgba")
+            return
+        for frame in c.decode(stream):
+            yield frame.to_ndarray(format="rgba")
+
+
+def grey_frames(path: str) -> Iterator[np.ndarray]:
+    """Every frame's luma as uint8 [H,W] (the matte output: full-range Y = alpha)."""
+    with av.open(path) as c:
+        for frame in c.decode(video=0):
+            yield frame.to_ndarray(format="gray")

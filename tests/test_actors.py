@@ -133,9 +133,10 @@ def test_decoder_hands_out_consecutive_shards_and_is_reusable(clip: str, tmp_pat
     settings = Settings(tmp_dir=tmp_path)
     decoder = Decoder()
     spec = JobSpec.build(clip, str(tmp_path / "out.mp4"), colour="#00ff00")
-    media, plate = decoder.open(spec, settings, 7, 2, 2)
+    media, backdrop = decoder.open(spec, settings, 7, 2, 2)
     assert media.total_frames == 30 and (media.info.out_width, media.info.out_height) == (160, 120)
-    assert plate.shape == (120, 160, 3) and tuple(plate[0, 0]) == (0, 255, 0)
+    plate = backdrop.plate
+    assert plate is not None and plate.shape == (120, 160, 3) and tuple(plate[0, 0]) == (0, 255, 0)
     shards = _decode_all(decoder)
     assert [s.index for s in shards] == [0, 1, 2, 3, 4]
     assert [s.start for s in shards] == [0, 7, 14, 21, 28]

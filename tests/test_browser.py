@@ -15,6 +15,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,6 +82,19 @@ def test_output_plays_in_a_browser_video_element(videos: Path, served: tuple[Pat
         == 0
     )
     (root / "index.html").write_text(PAGE)
+    result = run_page(f"{base}/index.html", root)
+    assert "error" not in result, f"the browser refused the file: MediaError code {result.get('error')}"
+    assert (result["width"], result["height"]) == (480, 360)
+    assert abs(result["duration"] - 2.035) < 0.05
+    assert result["readyState"] >= 2
+    r, g, b = result["corner"]
+    assert abs(r - 30) <= 12 and abs(g - 144) <= 12 and abs(b - 255) <= 12, result["corner"]
+
+
+def run_page(url: str, root: Path) -> dict[str, Any]:
+    """Load ``url`` in headless Chromium and return the JSON the page writes into ``<pre id=result>``."""
+    browser = chromium()
+    assert browser is not None
     done = subprocess.run(
         [
             browser,
@@ -96,7 +110,7 @@ def test_output_plays_in_a_browser_video_element(videos: Path, served: tuple[Pat
             f"--user-data-dir={root / 'profile'}",
             "--virtual-time-budget=20000",
             "--dump-dom",
-            f"{base}/index.html",
+            url,
         ],
         capture_output=True,
         text=True,
@@ -105,10 +119,5 @@ def test_output_plays_in_a_browser_video_element(videos: Path, served: tuple[Pat
     )
     match = re.search(r'<pre id="result">(.*?)</pre>', done.stdout, re.S)
     assert match, done.stderr[-2000:]
-    result = json.loads(match.group(1).replace("&quot;", '"'))
-    assert "error" not in result, f"the browser refused the file: MediaError code {result.get('error')}"
-    assert (result["width"], result["height"]) == (480, 360)
-    assert abs(result["duration"] - 2.035) < 0.05
-    assert result["readyState"] >= 2
-    r, g, b = result["corner"]
-    assert abs(r - 30) <= 12 and abs(g - 144) <= 12 and abs(b - 255) <= 12, result["corner"]
+    result: dict[str, Any] = json.loads(match.group(1).replace("&quot;", '"'))
+    return result

@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 from bgservice import errors
-from bgservice.errors import InvalidBackground, InvalidTrim
-from bgservice.spec import Background, JobSpec, parse_hex_colour
+from bgservice.errors import InvalidBackground, InvalidOutput, InvalidTrim
+from bgservice.spec import OUTPUT_FORMATS, Background, JobSpec, blur_sigma, parse_hex_colour
 from bgservice.timecode import parse_time
 
 
@@ -111,3 +111,66 @@ def test_as_service_error_digs_out_the_cause() -> None:
     assert errors.as_service_error(ValueError("boom")).code == "internal"
     hidden = errors.as_service_error(FakeRayTaskError(KeyError("frame 12")))
     assert (hidden.code, hidden.message) == ("internal", "KeyError: 'frame 12'")
+
+
+def test_output_formats_table() -> None:
+    table = {k: (v.extension, v.content_type) for k, v in OUTPUT_FORMATS.items()}
+    assert table == {
+        "mp4": (".mp4", "video/mp4"),
+        "webm": (".webm", "video/webm"),
+        "mov": (".mov", "video/quicktime"),
+        "matte": (".mp4", "video/mp4"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("output", "fmt", "expected"),
+    [
+        ("o.mp4", None, "mp4"),
+        ("s3://b/o.WEBM", None, "webm"),
+        ("o.mov", None, "mov"),
+        ("o.mkv", None, "mp4"),
+        ("o.mp4", "matte", "matte"),
+        ("o.mp4", "MP4", "mp4"),
+        ("o", "webm", "webm"),
+        ("o.webm", "webm", "webm"),
+    ],
+)
+def test_the_extension_implies_the_format(output: str, fmt: str | None, expected: str) -> None:
+    assert JobSpec.build("in.mp4", output, output_format=fmt).output_format == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "fmt"), [("o.mp4", "webm"), ("o.webm", "matte"), ("o.mov", "x"), ("o", "")]
+)
+def test_a_contradicting_or_unknown_format_is_invalid_output(output: str, fmt: str) -> None:
+    with pytest.raises(InvalidOutput):
+        JobSpec.build("in.mp4", output, output_format=fmt)
+
+
+def test_render_follows_format_and_background() -> None:
+    assert JobSpec.build("i", "o.webm").render == "transparent"
+    assert JobSpec.build("i", "o.mov").render == "transparent"
+    assert JobSpec.build("i", "o.webm", colour="#fff").render == "composite"
+    assert JobSpec.build("i", "o.mov", background_blur=3).render == "composite"
+    assert JobSpec.build("i", "o.mp4").render == "composite"
+    assert JobSpec.build("i", "o.mp4", output_format="matte").render == "matte"
+
+
+def test_new_fields_round_trip_through_the_dict_form() -> None:
+    specs = [
+        JobSpec.build("i.mp4", "o.webm", background_video_url="s3://b/v.mp4", fit="contain", start=1),
+        JobSpec.build("i.mp4", "o.mov", image_url="bg.png", fit="cover"),
+        JobSpec.build("i.mp4", "o.mp4", background_blur="40"),
+        JobSpec.build("i.mp4", "o.mp4", output_format="matte", end=2),
+    ]
+    for spec in specs:
+        assert JobSpec.from_dict(spec.to_dict()) == spec
+    old = {"input_url": "i", "output_url": "o.mp4", "background": {"kind": "colour", "colour": [1, 2, 3],
+           "image_url": None}, "start": None, "end": None}
+    assert JobSpec.from_dict(old) == JobSpec.build("i", "o.mp4", colour="#010203")
+
+
+def test_blur_strength_maps_to_a_sigma_relative_to_the_height() -> None:
+    assert blur_sigma(10, 1080) == pytest.approx(10.8)
+    assert blur_sigma(100, 360) == pytest.approx(36.0)

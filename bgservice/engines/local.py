@@ -13,11 +13,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import TypeVar
 
 import numpy as np
 
-from bgservice.backgrounds import load_plate
+from bgservice.backgrounds import BackgroundVideo, open_backdrop
 from bgservice.engines.base import CancelToken, JobResult, ProgressFn
 from bgservice.engines.overlap import OrderedMap
 from bgservice.errors import JobCancelled
@@ -73,6 +74,17 @@ def local_workers(settings: Settings) -> int:
     return max(1, cores)
 
 
+def with_background(
+    shards: Iterator[Shard], video: BackgroundVideo | None, time_base: Fraction
+) -> Iterator[Shard]:
+    """The shards with their frames of the background video (if any) attached, read in order as the
+    shards are (this runs in the reader thread: the background video is decoded as a stream)."""
+    for shard in shards:
+        if video is not None:
+            shard.background = video.frames_for(shard.pts, time_base)
+        yield shard
+
+
 def run_job(
     spec: JobSpec,
     settings: Settings,
@@ -87,52 +99,49 @@ def run_job(
     ``timings``, when given, collects the seconds each stage took (benchmarks)."""
     stage = timings if timings is not None else StageTimes()
     processor = processor or ShardProcessor(settings)
-    with prepared_input(spec, settings) as (path, info, window):
-        plate = load_plate(
-            spec.background,
-            info.out_width,
-            info.out_height,
-            settings,
-            untrusted=spec.untrusted,
-            resolve_asset=spec.resolve_asset,
-        )
-        with (
-            FrameReader(path, info, window) as reader,
-            OutputWriter(spec, info, window, path, settings, end_pts=reader.end_pts) as out,
-        ):
-            total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
-            if progress:
-                progress(0, total)
-            shards = stage.timed_iter(
-                "decode",
+    with (
+        prepared_input(spec, settings) as (path, info, window),
+        open_backdrop(spec, info, settings) as (backdrop, background_video),
+        FrameReader(path, info, window) as reader,
+        OutputWriter(spec, info, window, path, settings, end_pts=reader.end_pts) as out,
+    ):
+        total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
+        if progress:
+            progress(0, total)
+        shards = stage.timed_iter(
+            "decode",
+            with_background(
                 reader.shards(settings.shard_frames, processor.context_before, processor.context_after),
-            )
-            workers = local_workers(settings)
+                background_video,
+                info.time_base,
+            ),
+        )
+        workers = local_workers(settings)
 
-            def work(shard: Shard) -> np.ndarray:
+        def work(shard: Shard) -> np.ndarray:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled("the job was cancelled")
+            with stage.timed("process"):
+                return processor(shard, backdrop)
+
+        with OrderedMap(work, shards, workers=workers, depth=workers) as done:
+            for shard, frames in done:
                 if cancel is not None and cancel.is_set():
                     raise JobCancelled("the job was cancelled")
-                with stage.timed("process"):
-                    return processor(shard, plate)
-
-            with OrderedMap(work, shards, workers=workers, depth=workers) as done:
-                for shard, frames in done:
-                    if cancel is not None and cancel.is_set():
-                        raise JobCancelled("the job was cancelled")
-                    with stage.timed("encode"):
-                        out.write(frames, shard.pts)
-                    if progress:
-                        progress(out.frames_written, total)
-            with stage.timed("finalize"):
-                out.commit()
-            return JobResult(
-                output_url=spec.output_url,
-                duration_seconds=round(window.duration, 3),
-                frames=out.frames_written,
-                width=info.out_width,
-                height=info.out_height,
-                has_audio=info.audio is not None,
-            )
+                with stage.timed("encode"):
+                    out.write(frames, shard.pts)
+                if progress:
+                    progress(out.frames_written, total)
+        with stage.timed("finalize"):
+            out.commit()
+        return JobResult(
+            output_url=spec.output_url,
+            duration_seconds=round(window.duration, 3),
+            frames=out.frames_written,
+            width=info.out_width,
+            height=info.out_height,
+            has_audio=info.audio is not None,
+        )
 
 
 class LocalEngine:

@@ -1,33 +1,147 @@
-"""The composite: ``fg * alpha + plate * (1 - alpha)``, float32 maths, uint8 out."""
+"""Putting the subject over something: a plate (one, or one per frame), its own background blurred, or
+nothing (RGBA with straight alpha, the alpha alone). float32 maths, uint8 out."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from bgservice.matte._types import F32, U8
+from bgservice.matte._types import F32, U8, f32
+from bgservice.matte.fill import push_pull
+
+# Transparent outputs: below this alpha a pixel's colour is the subject's colour extended outwards (it is
+# invisible, but chroma subsampling and an editor's filtering mix it into the edge).
+_CLEAR = np.float32(0.5 / 255.0)
+# Blurred background: work-grid factor so that the blur's sigma there is about this many pixels.
+_BLUR_SIGMA_SMALL = 3.0
+# Blurred background: pixels whose work-grid alpha is above this are the subject (filled from around).
+_SUBJECT_ALPHA = 0.01
+# Transparent outputs: colours are extended on a grid this much smaller than the frame (they are smooth).
+_EXTEND_LONG_SIDE = 320
+
+
+def shrink(image: np.ndarray, k: int) -> np.ndarray:
+    """Area average over k x k blocks (the frame cropped to a multiple of k): OpenCV's fast integer path,
+    several times cheaper than INTER_AREA by a fractional factor."""
+    if k <= 1:
+        return image
+    h, w = image.shape[:2]
+    sh, sw = max(1, h // k), max(1, w // k)
+    if sh * k > h or sw * k > w:  # smaller than one block: a plain area resize
+        return np.asarray(cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA))
+    return np.asarray(cv2.resize(image[: sh * k, : sw * k], (sw, sh), interpolation=cv2.INTER_AREA))
+
+
+def _grow(small: np.ndarray, w: int, h: int, k: int) -> U8:
+    """The inverse of :func:`shrink` for a smooth image (float32 0..255): uint8, bilinear, back on the
+    frame's pixel grid (the cropped remainder repeats the edge)."""
+    small_u8 = np.clip(small + np.float32(0.5), 0, 255).astype(np.uint8)
+    sh, sw = small_u8.shape[:2]
+    if (sh, sw) == (h, w):
+        return small_u8
+    gh, gw = min(h, sh * k), min(w, sw * k)
+    big = np.asarray(cv2.resize(small_u8, (gw, gh), interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
+    if (gh, gw) != (h, w):
+        big = np.asarray(cv2.copyMakeBorder(big, 0, h - gh, 0, w - gw, cv2.BORDER_REPLICATE), dtype=np.uint8)
+    return big
 
 
 def composite(fg: U8, alpha: F32, plate: U8, *, out: U8 | None = None) -> U8:
-    """Composite foreground frames over one background plate.
+    """Composite foreground frames over a background plate: ``fg * alpha + plate * (1 - alpha)``.
 
-    fg: uint8 [N,H,W,3]; alpha: float32 [N,H,W] in 0..1; plate: uint8 [H,W,3]. Returns uint8 [N,H,W,3],
-    rounded to nearest. cv2.blendLinear computes exactly ``fg * w1 + plate * w2`` in float32 per pixel.
-    ``out``: where to write (may be ``fg`` itself, when the caller no longer needs it: on this machine
-    first-touch page faults of a fresh 1080p frame cost more than the blend).
+    fg: uint8 [N,H,W,3]; alpha: float32 [N,H,W] in 0..1; plate: uint8 [H,W,3] (one for every frame) or
+    [N,H,W,3] (one per frame: a video background). Returns uint8 [N,H,W,3], rounded to nearest.
+    cv2.blendLinear computes exactly ``fg * w1 + plate * w2`` in float32 per pixel. ``out``: where to
+    write (may be ``fg`` itself, when the caller no longer needs it: on this machine first-touch page
+    faults of a fresh 1080p frame cost more than the blend).
     """
     if fg.ndim != 4 or fg.shape[-1] != 3:
         raise ValueError(f"fg must be [N,H,W,3], got {fg.shape}")
     if alpha.shape != fg.shape[:3]:
         raise ValueError(f"alpha {alpha.shape} does not match fg {fg.shape}")
-    if plate.shape != fg.shape[1:]:
-        raise ValueError(f"plate {plate.shape} does not match the frame size {fg.shape[1:]}")
+    per_frame = plate.ndim == 4
+    if (plate.shape != fg.shape) if per_frame else (plate.shape != fg.shape[1:]):
+        raise ValueError(f"plate {plate.shape} does not match the frames {fg.shape}")
     if out is None:
         out = np.empty_like(fg)
     elif out.shape != fg.shape or out.dtype != np.uint8:
         raise ValueError(f"out {out.shape} {out.dtype} does not match fg {fg.shape}")
-    plate_c = np.ascontiguousarray(plate)
+    plate_c = None if per_frame else np.ascontiguousarray(plate)
     for i in range(fg.shape[0]):
         a = np.ascontiguousarray(alpha[i], dtype=np.float32)
-        cv2.blendLinear(fg[i], plate_c, a, 1.0 - a, dst=out[i])
+        p = np.ascontiguousarray(plate[i]) if plate_c is None else plate_c
+        cv2.blendLinear(fg[i], p, a, 1.0 - a, dst=out[i])
+    return out
+
+
+def alpha_u8(alpha: F32) -> U8:
+    """The matte as uint8 (0 = background, 255 = subject), rounded to nearest: [N,H,W,1]."""
+    a = np.clip(alpha, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)
+    out: U8 = a.astype(np.uint8)[..., None]
+    return out
+
+
+def blurred_background(frame: U8, alpha: F32, sigma: float) -> U8:
+    """The frame's background blurred (Gaussian ``sigma`` px), the subject's area filled from its
+    surroundings first: no subject colour and no sharp background in the blur around the subject.
+
+    frame: uint8 [H,W,3]; alpha: float32 [H,W]. Runs on a grid reduced so that the blur is ~3 px there
+    (the result is smooth: bilinear upsampling loses nothing visible)."""
+    h, w = alpha.shape
+    k = max(1, int(sigma / _BLUR_SIGMA_SMALL))
+    small = f32(shrink(frame, k))
+    a_small = f32(shrink(alpha, k))
+    # background weight: where no subject pixel reaches, the subject grown by one work pixel (a block of
+    # ~f full pixels: the soft edge never counts as background)
+    subject = cv2.dilate((a_small > _SUBJECT_ALPHA).astype(np.uint8), np.ones((3, 3), np.uint8))
+    weight = (np.asarray(subject) == 0).astype(np.float32)
+    filled = push_pull(small, weight)
+    s = sigma / k
+    if s > 0.05:
+        filled = f32(cv2.GaussianBlur(filled, (0, 0), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT))
+    return _grow(filled, w, h, k)
+
+
+def composite_blurred(fg: U8, alpha: F32, frames: U8, sigma: float, *, out: U8 | None = None) -> U8:
+    """The subject (``fg``, blur-fusion colours) over each frame's own background blurred."""
+    plates = np.empty_like(frames)
+    for i in range(frames.shape[0]):
+        plates[i] = blurred_background(frames[i], alpha[i], sigma)
+    return composite(fg, alpha, plates, out=out)
+
+
+def extend_colours(fg: U8, alpha: F32) -> U8:
+    """``fg`` with the pixels of alpha ~ 0 replaced by the subject's colours extended outwards (push-pull
+    on a grid of long side ~320 px). The visible pixels are untouched."""
+    h, w = alpha.shape
+    lowest, highest, _, _ = cv2.minMaxLoc(alpha)
+    if lowest >= _CLEAR:
+        return fg
+    if highest < _CLEAR:
+        return np.zeros_like(fg)
+    k = max(1, round(max(h, w) / _EXTEND_LONG_SIDE))
+    small = f32(shrink(fg, k))
+    a_small = f32(shrink(alpha, k))
+    # only confident subject colours are extended (soft edge pixels mix in the estimate's errors)
+    weight = np.clip((a_small - np.float32(0.5)) * np.float32(2.0), 0.0, 1.0)
+    if float(weight.max()) <= 0.0:
+        weight = np.clip(a_small, 0.0, 1.0)
+    big = _grow(push_pull(small, weight), w, h, k)
+    # the visible pixels (alpha >= the threshold) come from fg: OpenCV's masked copy, ~10x numpy's
+    visible = (alpha >= _CLEAR).view(np.uint8)
+    out: U8 = np.asarray(cv2.copyTo(fg, visible, big))
+    return out
+
+
+def to_rgba(fg: U8, alpha: F32) -> U8:
+    """Straight-alpha RGBA frames for transparent outputs: RGB = the estimated foreground colours
+    (blur fusion in the soft edge, the subject's colours extended under alpha = 0), A = the matte.
+
+    fg: uint8 [N,H,W,3]; alpha: float32 [N,H,W]. Returns uint8 [N,H,W,4]."""
+    if fg.ndim != 4 or fg.shape[-1] != 3 or alpha.shape != fg.shape[:3]:
+        raise ValueError(f"fg [N,H,W,3] and alpha [N,H,W] expected, got {fg.shape} {alpha.shape}")
+    out = np.empty((*fg.shape[:3], 4), np.uint8)
+    for i in range(fg.shape[0]):
+        cv2.cvtColor(extend_colours(fg[i], alpha[i]), cv2.COLOR_RGB2RGBA, dst=out[i])
+        out[i, :, :, 3] = alpha_u8(alpha[i : i + 1])[0, :, :, 0]
     return out

@@ -1,4 +1,20 @@
-"""Encode RGB frames with their timestamps into a video-only H.264 High yuv420p MP4 (PyAV + libx264).
+"""Encode frames with their timestamps into a video-only file, one codec per output format (PyAV):
+
+==========  ==============================  ===========================  =============================
+format      codec                           pixel format                 frames in
+==========  ==============================  ===========================  =============================
+``mp4``     H.264 High (libx264)            yuv420p, BT.709 limited      RGB [N,H,W,3]
+``matte``   H.264 High (libx264)            yuv420p full range, Y = the  grey [N,H,W,1] (the alpha)
+                                            alpha, chroma neutral (128)
+``webm``    VP9 (libvpx-vp9)                yuva420p (RGBA in) or        RGBA [N,H,W,4] / RGB
+                                            yuv420p, BT.709 limited
+``mov``     ProRes 4444 (prores_ks)         yuva444p10le (RGBA in) or    RGBA [N,H,W,4] / RGB
+                                            yuv444p10le, BT.709 limited
+==========  ==============================  ===========================  =============================
+
+VP9's quality follows the x264 CRF (``vp9 crf = 1.7 x crf``, 18 -> 31), realtime speed; ProRes is
+intra-only and about 10x the size of H.264. VP9 keeps its alpha as a second VP9 stream in the WebM
+BlockAdditional (what Chromium and Firefox play); decoding it back needs libvpx's decoder.
 
 Timing: the stream's time base is the source's (``info.time_base``) and every frame keeps the pts it
 was decoded with, so VFR input keeps its timing and 24000/1001 stays 24000/1001 with the same frame
@@ -26,16 +42,63 @@ from bgservice.media.types import VideoInfo
 
 _BT709 = 1  # AVCOL_SPC_BT709 / AVCOL_PRI_BT709 / AVCOL_TRC_BT709
 _RANGE_TV = 1  # AVCOL_RANGE_MPEG
+_RANGE_PC = 2  # AVCOL_RANGE_JPEG
+VP9_CRF_PER_X264_CRF = 1.7
+
+# format -> container of the video-only file
+CONTAINERS = {"mp4": "mp4", "matte": "mp4", "webm": "webm", "mov": "mov"}
+
+
+def _codec(fmt: str, channels: int, crf: int, preset: str) -> tuple[str, str, dict[str, str], str]:
+    """(encoder, pixel format, options, input layout) for an output format and the frames' channels."""
+    if fmt == "mp4" and channels == 3:
+        return "libx264", "yuv420p", {"crf": str(crf), "preset": preset, "profile": "high"}, "rgb24"
+    if fmt == "matte" and channels == 1:
+        return "libx264", "yuv420p", {"crf": str(crf), "preset": preset, "profile": "high"}, "gray"
+    if fmt == "webm" and channels in (3, 4):
+        vp9_crf = str(min(63, round(crf * VP9_CRF_PER_X264_CRF)))
+        options = {
+            "crf": vp9_crf,
+            "b": "0",
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "row-mt": "1",
+            "lag-in-frames": "0",
+            "auto-alt-ref": "0",
+        }
+        return "libvpx-vp9", "yuva420p" if channels == 4 else "yuv420p", options, (
+            "rgba" if channels == 4 else "rgb24"
+        )
+    if fmt == "mov" and channels in (3, 4):
+        options = {"profile": "4444", "vendor": "apl0"}
+        return "prores_ks", "yuva444p10le" if channels == 4 else "yuv444p10le", options, (
+            "rgba" if channels == 4 else "rgb24"
+        )
+    raise EncodeFailed(f"the {fmt} output takes no {channels}-channel frames")
 
 
 class VideoWriter:
-    """Owns one PyAV output container writing ``path`` (a temporary, video-only MP4)."""
+    """Owns one PyAV output container writing ``path`` (a temporary, video-only file of ``fmt``'s
+    container). ``channels``: 3 (RGB), 4 (RGBA, straight alpha: webm/mov) or 1 (the matte)."""
 
     def __init__(
-        self, path: str, info: VideoInfo, *, crf: int, preset: str, end_pts: int | None = None
+        self,
+        path: str,
+        info: VideoInfo,
+        *,
+        crf: int,
+        preset: str,
+        end_pts: int | None = None,
+        fmt: str = "mp4",
+        channels: int = 3,
     ) -> None:
         self.path = path
         self.info = info
+        self.fmt = fmt
+        self.channels = channels
+        encoder, pix_fmt, options, self._layout = _codec(fmt, channels, crf, preset)
+        self._pix_fmt = pix_fmt
+        self._range = _RANGE_PC if fmt == "matte" else _RANGE_TV
         self.end_pts = end_pts
         self.frames_written = 0
         self._pending: tuple[np.ndarray, int] | None = None
@@ -46,26 +109,25 @@ class VideoWriter:
         self._end: int | None = None  # presentation end of the last frame
         self._closed = False
         try:
-            self._container: av.container.OutputContainer = av.open(path, mode="w", format="mp4")
+            self._container: av.container.OutputContainer = av.open(path, mode="w", format=CONTAINERS[fmt])
         except (av.FFmpegError, OSError) as exc:
             raise EncodeFailed(f"cannot create the output video {path}: {exc}") from exc
         try:
             rate = info.avg_rate if info.avg_rate > 0 else Fraction(25)
-            stream = self._container.add_stream(
-                "libx264",
-                rate=rate,
-                options={"crf": str(crf), "preset": preset, "profile": "high"},
-            )
+            added = self._container.add_stream(encoder, rate=rate, options=options)
+            if not isinstance(added, av.video.stream.VideoStream):
+                raise EncodeFailed(f"{encoder} is not a video encoder")
+            stream = added
             stream.width = info.out_width
             stream.height = info.out_height
-            stream.pix_fmt = "yuv420p"
+            stream.pix_fmt = pix_fmt
             stream.time_base = info.time_base
             ctx = stream.codec_context
             ctx.time_base = info.time_base
             ctx.colorspace = _BT709
             ctx.color_primaries = _BT709
             ctx.color_trc = _BT709
-            ctx.color_range = _RANGE_TV
+            ctx.color_range = self._range
             if info.sample_aspect_ratio != 1:  # anamorphic input: displayed with the same shape
                 ctx.sample_aspect_ratio = info.sample_aspect_ratio
             self._stream: av.video.stream.VideoStream = stream
@@ -94,12 +156,13 @@ class VideoWriter:
             self._container.close()
 
     def write(self, frames: np.ndarray, pts: np.ndarray) -> None:
-        """Append frames (uint8 [N,H,W,3] RGB, out size) with their pts (int64 [N], increasing)."""
+        """Append frames (uint8 [N,H,W,C], out size, C = ``channels``) with their pts (int64 [N],
+        increasing)."""
         if self._closed:
             raise EncodeFailed("write() after close()")
-        h, w = self.info.out_height, self.info.out_width
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (h, w, 3):
-            raise EncodeFailed(f"frames must be uint8 [N,{h},{w},3], got {frames.dtype} {frames.shape}")
+        h, w, c = self.info.out_height, self.info.out_width, self.channels
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (h, w, c):
+            raise EncodeFailed(f"frames must be uint8 [N,{h},{w},{c}], got {frames.dtype} {frames.shape}")
         if len(pts) != frames.shape[0]:
             raise EncodeFailed(f"{frames.shape[0]} frames but {len(pts)} timestamps")
         for frame, t in zip(frames, pts, strict=True):
@@ -118,17 +181,27 @@ class VideoWriter:
             self._encode(prev, prev_pts, pts - prev_pts)
         self._pending = (frame, pts)
 
-    def _encode(self, rgb: np.ndarray, pts: int, duration: int) -> None:
-        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        yuv = vf.reformat(
-            format="yuv420p",
+    def _frame(self, pixels: np.ndarray) -> av.VideoFrame:
+        if self._layout == "gray":
+            # full-range Y = the alpha exactly, neutral chroma: decodes to grey (0 background, 255 subject)
+            h, w = pixels.shape[:2]
+            planes = np.empty((h * 3 // 2, w), np.uint8)
+            planes[:h] = pixels[:, :, 0]
+            planes[h:] = 128
+            return av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        vf = av.VideoFrame.from_ndarray(pixels, format=self._layout)
+        return vf.reformat(
+            format=self._pix_fmt,
             dst_colorspace=Colorspace.ITU709,
             dst_color_range=ColorRange.MPEG,
         )
+
+    def _encode(self, pixels: np.ndarray, pts: int, duration: int) -> None:
+        yuv = self._frame(pixels)
         yuv.pts = pts
         yuv.time_base = self.info.time_base
         yuv.colorspace = _BT709
-        yuv.color_range = _RANGE_TV
+        yuv.color_range = self._range
         self._durations[pts] = duration
         self._last_duration = duration
         try:
@@ -149,7 +222,7 @@ class VideoWriter:
             self._held = packet
 
     def close(self) -> None:
-        """Encode the last frame, flush the encoder, write the MP4 trailer. Idempotent."""
+        """Encode the last frame, flush the encoder, write the container's trailer. Idempotent."""
         if self._closed:
             return
         self._closed = True

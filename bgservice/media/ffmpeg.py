@@ -8,7 +8,8 @@ playlist / stream-description demuxer: no input can make ffmpeg read another fil
 the probe found (``-f``) so ffmpeg does not guess again.
 
 * :func:`finalize` -- the last stage of a job: the encoded video (copied) + the first audio track of the
-  source, trimmed to the job's window, into a ``+faststart`` MP4.
+  source, trimmed to the job's window, into the output's container: a ``+faststart`` MP4 (AAC), a WebM
+  (Opus) or a ``+faststart`` QuickTime MOV (AAC copied, else 16-bit PCM).
 * :func:`synth_clip` -- the command that generates test clips (testsrc2 / smptebars / a still image,
   sine audio, any codec, rotation metadata, variable frame rate); used by ``tests/media_factory.py``.
 
@@ -33,6 +34,9 @@ from bgservice.media.timing import first_frame_time
 from bgservice.media.types import TrimWindow, VideoInfo
 
 AUDIO_BITRATE = "192k"
+OPUS_BITRATE = "128k"
+# the demuxer that reads back each container of an encoded video-only file (named: no probing)
+_DEMUXERS = {"mp4": "mp4", "mov": "mov", "webm": "matroska"}
 _STDERR_LINES = 12
 
 
@@ -65,8 +69,18 @@ def _seconds(value: float) -> str:
     return f"{max(value, 0.0):.6f}"
 
 
-def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, out_path: str) -> None:
-    """Mux the encoded video (copied) with the source's first audio track, trimmed to ``window``.
+def finalize(
+    video_only: str,
+    source: str,
+    info: VideoInfo,
+    window: TrimWindow,
+    out_path: str,
+    *,
+    container: str = "mp4",
+    alpha: bool = False,
+) -> None:
+    """Mux the encoded video (copied) with the source's first audio track, trimmed to ``window``, into
+    ``container`` (``mp4``, ``webm`` or ``mov``).
 
     Audio/video alignment: the video written by :class:`~bgservice.media.encode.VideoWriter` starts with
     the first frame of the window at t=0 and its last frame lasts until ``window.end``. The audio is cut
@@ -76,10 +90,20 @@ def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, 
 
     The audio is copied when it is AAC, the window is the whole video and the video starts with the
     container clock (``video_start`` ~ 0); otherwise it is re-encoded to AAC 192k (a sample-accurate cut).
-    No audio track -> a video-only MP4. ``-movflags +faststart`` always.
+    No audio track -> a video-only file. ``-movflags +faststart`` always (MP4, MOV).
+    WebM: the audio is always encoded to Opus (128k; resampled to 48 kHz). MOV: copied under the same
+    conditions as MP4's AAC, else 16-bit PCM (what editors take without a decoder). The VP9 alpha
+    (WebM BlockAdditional) survives the copy; ``alpha`` tags the WebM video ``alpha_mode=1`` again (the
+    stream metadata is not carried over), which is what makes browsers use it.
     """
-    video = ffmpeg.input(file_arg(video_only), format="mp4", **ffmpeg_input_options())
-    out_opts: dict[str, Any] = {"vcodec": "copy", "movflags": "+faststart", "map_metadata": "-1"}
+    if container not in _DEMUXERS:
+        raise ValueError(f"unknown container {container!r}")
+    video = ffmpeg.input(file_arg(video_only), format=_DEMUXERS[container], **ffmpeg_input_options())
+    out_opts: dict[str, Any] = {"vcodec": "copy", "map_metadata": "-1"}
+    if container != "webm":
+        out_opts["movflags"] = "+faststart"
+    elif alpha:
+        out_opts["metadata:s:v:0"] = "alpha_mode=1"
     streams: list[Any] = [video["v:0"]]
     if info.audio is not None:
         t_first = 0.0 if window.start <= 0 else first_frame_time(source, window.start)
@@ -93,11 +117,15 @@ def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, 
             audio_in_opts["ss"] = _seconds(start)
         audio = ffmpeg.input(file_arg(source), **audio_in_opts)
         streams.append(audio[str(info.audio.index)])
-        if copy:
+        if container == "webm":
+            out_opts.update(acodec="libopus", audio_bitrate=OPUS_BITRATE)
+        elif copy:
             out_opts["acodec"] = "copy"
+        elif container == "mov":
+            out_opts["acodec"] = "pcm_s16le"
         else:
             out_opts.update(acodec="aac", audio_bitrate=AUDIO_BITRATE)
-    stream = ffmpeg.output(*streams, out_path, format="mp4", **out_opts)
+    stream = ffmpeg.output(*streams, out_path, format=container, **out_opts)
     run(stream, "finalize")
 
 

@@ -70,6 +70,8 @@ class Shard:
             the trimmed video has pts 0. Timestamps are carried, never derived from a frame rate.
     before: uint8 [<=Kb,H,W,3], the frames immediately preceding frames[0] (fewer at the start).
     after:  uint8 [<=Ka,H,W,3], the frames immediately following frames[-1] (fewer at the end).
+    background: uint8 [N,H,W,3], a moving background's plate for each frame (a background video), set by
+            the engine that reads the shard; None otherwise.
     """
 
     index: int  # shard number within the job, 0-based
@@ -78,6 +80,7 @@ class Shard:
     pts: np.ndarray
     before: np.ndarray
     after: np.ndarray
+    background: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])

@@ -3,7 +3,7 @@
 ::
 
     driver thread (this module)      small messages only: shard heads, leases, statuses, progress
-       |  next_shard()            lease(job)             process(shard, plate)      push(i, [ref])
+       |  next_shard()            lease(job)             process(shard, backdrop)   push(i, [ref])
        v                              v                        v                         v
     Decoder ---- shard ref ------> SegmenterPool -------> Segmenter xN ---- ref ----> Encoder
     (driver's node)                (detached, shared)      (anywhere, GPU share)      (decoder's node)
@@ -253,7 +253,7 @@ class _JobRun:
             h.stats.mark("io", self.t0)
             before, after = self._wait_get(context_ref, "segment")
             h.stats.mark("pool", self.t0)
-            media_ref, plate_ref = h.decoder.open.options(num_returns=2).remote(
+            media_ref, backdrop_ref = h.decoder.open.options(num_returns=2).remote(
                 dec_spec, settings, settings.shard_frames, before, after
             )
             media: JobMedia = self._wait_get(media_ref, "decode")
@@ -262,7 +262,7 @@ class _JobRun:
             h._set_progress(0, self.total)
             self._wait_get(h.encoder.open.remote(enc_spec, media, settings), "encode")
             h.stats.mark("encoder_open", self.t0)
-            self._pump(plate_ref)
+            self._pump(backdrop_ref)
             h.stats.mark("frames_written", self.t0)
             encoded: EncodeResult = self._wait_get(h.encoder.finish.remote(), "encode")
             h.stats.mark("published", self.t0)
@@ -289,7 +289,7 @@ class _JobRun:
             dec_spec = replace(spec, input_url=path)
         if split_protocol(spec.output_url)[0] in _PROCESS_LOCAL:
             scratch = self.stack.enter_context(scratch_dir(self.settings, prefix="bgservice-dag-"))
-            final_local = scratch / "result.mp4"
+            final_local = scratch / f"result{spec.format_info.extension}"
             enc_spec = replace(spec, output_url=str(final_local))
         return dec_spec, enc_spec, final_local
 
@@ -318,7 +318,7 @@ class _JobRun:
     def _lease(self, index: int) -> None:
         self.pending[self.pool.lease.remote(self.h.job_id)] = ("lease", index)
 
-    def _pump(self, plate_ref: Any) -> None:
+    def _pump(self, backdrop_ref: Any) -> None:
         import ray
 
         self._request_shards()
@@ -332,10 +332,10 @@ class _JobRun:
                 continue
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
             for ref in ready:
-                self._handle(ref, self.pending.pop(ref), plate_ref)
+                self._handle(ref, self.pending.pop(ref), backdrop_ref)
             self._request_shards()
 
-    def _handle(self, ref: Any, what: tuple[Any, ...], plate_ref: Any) -> None:
+    def _handle(self, ref: Any, what: tuple[Any, ...], backdrop_ref: Any) -> None:
         from ray.exceptions import RayActorError
 
         kind, index = what[0], what[1]
@@ -365,7 +365,7 @@ class _JobRun:
             key, segmenter = lease
             self.leases[index] = key
             status_ref, out_ref = segmenter.process.options(num_returns=2).remote(
-                self.shard_refs[index], plate_ref
+                self.shard_refs[index], backdrop_ref
             )
             self.pending[status_ref] = ("segment", index, key, out_ref)
         elif kind == "segment":

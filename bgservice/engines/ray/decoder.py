@@ -1,8 +1,10 @@
 """The decoder: one per job, on the node where the job's input is; hands out shards one call at a time.
 
-``open`` stages the input (fsspec URL -> local file), probes it, resolves the trim window and loads the
-background plate, exactly as the one-process pipeline does (:func:`bgservice.stages.prepared_input`);
-``next_shard`` returns the next shard, or ``(None, None)`` at the end. Frames are read in bounded chunks by
+``open`` stages the input (fsspec URL -> local file), probes it, resolves the trim window and prepares the
+job's backdrop (the plate; a background video is opened here and read along with the input), exactly as
+the one-process pipeline does (:func:`bgservice.stages.prepared_input`,
+:func:`bgservice.backgrounds.open_backdrop`); ``next_shard`` returns the next shard (with its frames of the
+background video, if any), or ``(None, None)`` at the end. Frames are read in bounded chunks by
 :class:`bgservice.media.decode.FrameReader`, so memory is flat in the video's length; the DAG bounds how
 many shards are requested ahead. A decoder is stateful and is not restarted: if its process dies the job
 fails with ``decode_failed``. The staged input stays until ``close`` (the encoder reads its audio).
@@ -13,15 +15,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from bgservice.engines.ray.segmenter import _current_node_id
 from bgservice.engines.ray.types import JobMedia, ShardHead
 from bgservice.media.types import Shard
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
+
+if TYPE_CHECKING:
+    from bgservice.backgrounds import Backdrop
 
 
 class Decoder:
@@ -31,6 +34,8 @@ class Decoder:
         self._stack = contextlib.ExitStack()
         self._reader: Any = None
         self._shards: Iterator[Shard] | None = None
+        self._background: Any = None  # the job's BackgroundVideo, if any
+        self._time_base: Any = None
 
     def ping(self) -> tuple[int, str]:
         """(pid, node id): the readiness probe."""
@@ -38,23 +43,17 @@ class Decoder:
 
     def open(
         self, spec: JobSpec, settings: Settings, shard_frames: int, context_before: int, context_after: int
-    ) -> tuple[JobMedia, np.ndarray]:
-        """Returns (what was found, the background plate at the output size)."""
-        from bgservice.backgrounds import load_plate
+    ) -> tuple[JobMedia, Backdrop]:
+        """Returns (what was found, the job's backdrop: what every Segmenter composites over)."""
+        from bgservice.backgrounds import open_backdrop
         from bgservice.media.decode import FrameReader
         from bgservice.stages import prepared_input
 
         self.close()
         try:
             path, info, window = self._stack.enter_context(prepared_input(spec, settings))
-            plate = load_plate(
-                spec.background,
-                info.out_width,
-                info.out_height,
-                settings,
-                untrusted=spec.untrusted,
-                resolve_asset=spec.resolve_asset,
-            )
+            backdrop, self._background = self._stack.enter_context(open_backdrop(spec, info, settings))
+            self._time_base = info.time_base
             reader = FrameReader(path, info, window)
             self._reader = reader
             total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
@@ -71,7 +70,7 @@ class Decoder:
             node_id=_current_node_id(),
             decoder_pid=os.getpid(),
         )
-        return media, plate
+        return media, backdrop
 
     def next_shard(self) -> tuple[ShardHead | None, Shard | None]:
         """The next shard as (small head, shard); ``(None, None)`` once the window is exhausted."""
@@ -81,6 +80,8 @@ class Decoder:
         if shard is None:
             self._close_reader()
             return None, None
+        if self._background is not None:
+            shard.background = self._background.frames_for(shard.pts, self._time_base)
         return ShardHead(index=shard.index, start=shard.start, frames=len(shard)), shard
 
     def _close_reader(self) -> None:
@@ -94,4 +95,5 @@ class Decoder:
         try:
             self._close_reader()
         finally:
+            self._background = None
             self._stack.close()

@@ -1,9 +1,10 @@
 """The Segmenter: one long-lived process of the pool; loads the model once, turns shards into final frames.
 
 Each Segmenter runs the whole full-resolution work of a shard (model, matte refinement, composite over the
-plate) through the core's :class:`bgservice.stages.ShardProcessor`, so that heavy work is spread over the
-pool instead of funnelled through one actor. ``process`` is a pure function of its arguments: Ray may retry
-it on a restarted actor (SIGKILL, lost node) and get the same frames.
+job's backdrop, or RGBA / the matte for transparent and matte outputs) through the core's
+:class:`bgservice.stages.ShardProcessor`, so that heavy work is spread over the pool instead of funnelled
+through one actor. ``process`` is a pure function of its arguments: Ray may retry it on a
+restarted actor (SIGKILL, lost node) and get the same frames.
 
 With a GPU share (``BGSERVICE_SEGMENTER_GPUS``) this is the same code: Ray sets ``CUDA_VISIBLE_DEVICES``
 and the model registry selects ONNX Runtime's CUDA provider.
@@ -14,13 +15,16 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from bgservice.engines.ray.types import Segment, SegmentDone, SegmenterInfo
 from bgservice.media.types import Shard
 from bgservice.settings import Settings
+
+if TYPE_CHECKING:
+    from bgservice.backgrounds import Backdrop
 
 
 class ShardWork(Protocol):
@@ -32,7 +36,7 @@ class ShardWork(Protocol):
     @property
     def context_after(self) -> int: ...
 
-    def __call__(self, shard: Shard, plate: np.ndarray) -> np.ndarray: ...
+    def __call__(self, shard: Shard, backdrop: Backdrop | np.ndarray) -> np.ndarray: ...
 
 
 def _current_node_id() -> str:
@@ -71,10 +75,11 @@ class Segmenter:
             shards_done=self._shards_done,
         )
 
-    def process(self, shard: Shard, plate: np.ndarray) -> tuple[SegmentDone, Segment]:
-        """Composite one shard; returns (small status, frames). The DAG fetches only the status."""
+    def process(self, shard: Shard, backdrop: Backdrop | np.ndarray) -> tuple[SegmentDone, Segment]:
+        """One shard's output frames (composited, RGBA or the matte); returns (small status, frames). The
+        DAG fetches only the status."""
         t0 = time.perf_counter()
-        frames = self._work(shard, plate)
+        frames = self._work(shard, backdrop)
         if frames.dtype != np.uint8 or frames.shape[0] != len(shard):
             raise ValueError(f"shard {shard.index}: bad output {frames.dtype} {frames.shape}")
         self._shards_done += 1

@@ -33,7 +33,8 @@ class ShardHead:
 
 @dataclass
 class Segment:
-    """A finished shard: composited uint8 [N,H,W,3] RGB frames and their timestamps."""
+    """A finished shard: its output frames (uint8 RGB [N,H,W,3], RGBA [N,H,W,4] or the matte [N,H,W,1])
+    and their timestamps."""
 
     index: int
     start: int
