@@ -681,3 +681,41 @@ def test_unsupported_urls_are_refused(tmp_path: Path) -> None:
         JobStore("sqlite://")
     with pytest.raises(ValueError, match="unsupported"):
         JobStore("mysql://x/y")
+
+
+def test_a_second_store_in_one_process_never_blinds_the_first_to_other_processes(tmp_path: Path) -> None:
+    """A process holding a store (the HTTP service) may open and close another on the same SQLite file
+    (``ensure_runner`` does); what other processes write later must stay visible to the first one."""
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = JobStore(url)
+    try:
+        job = first.create(SPEC)
+        JobStore(url).close()
+        # another process claims it and closes its last connection (SQLite checkpoints, removes the WAL)
+        claim = (
+            "from bgservice.jobs.store import JobStore\n"
+            f"s = JobStore({url!r})\n"
+            "s.claim('other', lease_seconds=30, max_running=5, max_running_per_key=5)\n"
+            "s.close()\n"
+        )
+        subprocess.run([sys.executable, "-c", claim], check=True, env=env, timeout=60)
+        # a third writes progress and stays open (a runner at work)
+        beat = (
+            "import sys\n"
+            "from bgservice.jobs.store import JobStore\n"
+            f"s = JobStore({url!r})\n"
+            f"s.heartbeat({job.id!r}, 'other', lease_seconds=30, progress=0.5)\n"
+            "print('written', flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        with subprocess.Popen(
+            [sys.executable, "-c", beat], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ) as proc:
+            assert proc.stdout is not None and proc.stdin is not None
+            assert proc.stdout.readline().strip() == "written"
+            seen = first.get(job.id)
+            proc.stdin.close()
+        assert seen is not None and seen.state is JobState.RUNNING and seen.progress == 0.5
+    finally:
+        first.close()
