@@ -12,11 +12,23 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
-from bgservice.errors import InvalidBackground, InvalidOutput
+from bgservice.errors import InvalidBackground, InvalidOutput, InvalidRequest
 from bgservice.timecode import parse_time
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 WHITE: tuple[int, int, int] = (255, 255, 255)
+# Matte quality a job may ask for: "fast" (MediaPipe Selfie + refinement), "best" (MODNet). None: the
+# operator's BGSERVICE_QUALITY (auto | fast | best), resolved by the Segmenters that run the job.
+QUALITIES = ("fast", "best")
+
+
+def parse_quality(value: object) -> str | None:
+    """``None`` or one of :data:`QUALITIES`; anything else is ``invalid_request``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in QUALITIES:
+        raise InvalidRequest(f"quality must be one of {', '.join(QUALITIES)}, got {value!r}")
+    return value.strip().lower()
 
 OutputFormat = Literal["mp4", "webm", "mov", "matte"]
 Fit = Literal["stretch", "cover", "contain"]
@@ -217,6 +229,7 @@ class JobSpec:
     background: Background = field(default_factory=Background)
     start: float | None = None
     end: float | None = None
+    quality: str | None = None
     # A stranger's job (the HTTP API): every source goes through the safe fetcher's rules
     # (bgservice.io.fetch.fetch_to_local). ``assets`` maps the asset ids the job uses to the service's own
     # storage URLs (resolved at submit), so the decoder stage needs no database.
@@ -247,6 +260,7 @@ class JobSpec:
         background_blur: int | str | None = None,
         background_video_url: str | None = None,
         fit: str | None = None,
+        quality: str | None = None,
     ) -> JobSpec:
         """Validate the user-facing values; raises the matching :mod:`bgservice.errors` class.
 
@@ -265,6 +279,7 @@ class JobSpec:
             background=background,
             start=parse_time(start, name="start"),
             end=parse_time(end, name="end"),
+            quality=parse_quality(quality),
             output_format=fmt,
         )
 

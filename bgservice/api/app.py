@@ -540,7 +540,10 @@ def _routes(app: FastAPI) -> None:
         if path is None or not path.is_file():
             raise NotFound("the result is gone")
         return FileResponse(
-            path, media_type="video/mp4", filename=path.name, content_disposition_type="inline"
+            path,
+            media_type=files.content_type_of_key(key),
+            filename=path.name,
+            content_disposition_type="inline",
         )
 
     @app.get(
