@@ -40,7 +40,10 @@ class SubmitRequest(BaseModel):
         " URL or an asset id",
     )
     backgroundBlur: int | None = Field(
-        None, ge=1, le=100, strict=True, description="blur the original background: strength 1..100"
+        None,
+        strict=True,
+        description="blur the original background: strength 1..100 (outside: invalid_background)",
+        json_schema_extra={"minimum": 1, "maximum": 100},
     )
     fit: Literal["stretch", "cover", "contain"] | None = Field(
         None, description="how an image or video background meets the frame (default stretch)"

@@ -24,7 +24,7 @@ from bgservice.api.errors import validation_message
 from bgservice.api.models import NormalisedRequest, SubmitRequest
 from bgservice.api.service import MAX_JSON_BYTES, Service
 from bgservice.errors import BgServiceError, InputTooLarge, InvalidBackground, InvalidRequest, InvalidTrim
-from bgservice.spec import DEFAULT_FORMAT, JobSpec, parse_hex_colour
+from bgservice.spec import DEFAULT_FORMAT, JobSpec, parse_blur, parse_hex_colour
 from bgservice.timecode import parse_time
 
 # RFC 9745 Deprecation: the moment input_url / background were renamed (2026-04-29T00:00:00Z).
@@ -124,6 +124,10 @@ def build(raw: bytes, service: Service, caller: Caller) -> Submission:
         raise InvalidBackground(f"give at most one background, not {' and '.join(given)}", field=given[0])
     if body.fit is not None and not (image or video_bg):
         raise InvalidBackground("fit applies to a background image or video only", field="fit")
+    try:
+        parse_blur(body.backgroundBlur)
+    except InvalidBackground as exc:
+        raise InvalidBackground(exc.message, field="backgroundBlur") from None
     fmt = body.outputFormat or DEFAULT_FORMAT
     if fmt == "matte" and given:
         raise InvalidBackground(
