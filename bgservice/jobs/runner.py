@@ -481,6 +481,9 @@ def ensure_runner(settings: Settings, *, engine: str = "ray", timeout: float = 1
     Starting one bumps the generation, which retires runners of other code or settings (their jobs go
     back to the queue and this one takes them). Calling it again (another replica) finds the same
     runner. Raises :class:`~bgservice.errors.ServiceUnavailable` when the runner does not come up.
+
+    Call it when a replica starts, not from health checks: during a rolling deploy an old replica that
+    re-ensured its runner would retire the new one. Readiness asks :func:`runner_alive`.
     """
     import ray
 

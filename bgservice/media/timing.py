@@ -27,7 +27,14 @@ import numpy as np
 from bgservice.errors import InvalidInput
 from bgservice.media.container import describe, open_input
 
-__all__ = ["FrameTimes", "describe", "first_frame_time", "pick_video_stream", "read_frame_times"]
+__all__ = [
+    "FrameTimes",
+    "describe",
+    "first_frame_time",
+    "frame_times",
+    "pick_video_stream",
+    "read_frame_times",
+]
 
 _EPS_UNITS = 1e-6
 
