@@ -56,6 +56,7 @@ def test_openapi_properties(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=900,
+            cwd=tmp_path,  # schemathesis keeps a cache in its working directory
             env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""},
             check=False,
         )

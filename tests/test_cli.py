@@ -217,6 +217,7 @@ def test_user_errors_exit_2_with_one_line(case: str, code: str, videos: Path, tm
     elif case == "bad_hex":
         args += ["--background", "#12345G"]
     elif case == "colour_and_image":
+        # the project's own code and one line (not argparse's usage text), like every other user error
         args += ["--background", "#fff", "--background-image", "x.png"]
     elif case == "junk_image":
         (tmp_path / "bg.png").write_bytes(b"\x89PNG not really")
