@@ -6,11 +6,23 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from bgservice.errors import InvalidBackground
+from bgservice.errors import InvalidBackground, InvalidRequest
 from bgservice.timecode import parse_time
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 WHITE: tuple[int, int, int] = (255, 255, 255)
+# Matte quality a job may ask for: "fast" (MediaPipe Selfie + refinement), "best" (MODNet). None: the
+# operator's BGSERVICE_QUALITY (auto | fast | best), resolved by the Segmenters that run the job.
+QUALITIES = ("fast", "best")
+
+
+def parse_quality(value: object) -> str | None:
+    """``None`` or one of :data:`QUALITIES`; anything else is ``invalid_request``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in QUALITIES:
+        raise InvalidRequest(f"quality must be one of {', '.join(QUALITIES)}, got {value!r}")
+    return value.strip().lower()
 
 
 def parse_hex_colour(text: str) -> tuple[int, int, int]:
@@ -48,13 +60,15 @@ class Background:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job: input, output, background, trim window (seconds, ``None`` = from start / to end)."""
+    """One job: input, output, background, trim window (seconds, ``None`` = from start / to end), matte
+    quality (``None`` = the operator's default, ``BGSERVICE_QUALITY``)."""
 
     input_url: str
     output_url: str
     background: Background = field(default_factory=Background)
     start: float | None = None
     end: float | None = None
+    quality: str | None = None
 
     @classmethod
     def build(
@@ -66,6 +80,7 @@ class JobSpec:
         image_url: str | None = None,
         start: str | float | None = None,
         end: str | float | None = None,
+        quality: str | None = None,
     ) -> JobSpec:
         """Validate the user-facing strings; raises the matching :mod:`bgservice.errors` class."""
         return cls(
@@ -74,6 +89,7 @@ class JobSpec:
             background=Background.parse(colour, image_url),
             start=parse_time(start, name="start"),
             end=parse_time(end, name="end"),
+            quality=parse_quality(quality),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -108,11 +108,12 @@ class ModnetMatting:
     def size_for(self, height: int, width: int) -> tuple[int, int]:
         return model_size(height, width, self.short_side)
 
-    def preprocess(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    def preprocess(self, frames: npt.NDArray[np.uint8], short_side: int | None = None
+                   ) -> npt.NDArray[np.float32]:
         """uint8 RGB ``[N, H, W, 3]`` -> float32 NCHW ``[N, 3, h, w]`` in [-1, 1] (area average when
         shrinking, else bilinear)."""
         n, fh, fw = frames.shape[:3]
-        h, w = self.size_for(fh, fw)
+        h, w = model_size(fh, fw, short_side or self.short_side)
         interp = cv2.INTER_AREA if fh >= h and fw >= w else cv2.INTER_LINEAR
         x = np.empty((n, 3, h, w), np.float32)
         scale, offset = np.float32(1.0 / 127.5), np.float32(-1.0)
@@ -143,16 +144,21 @@ class ModnetMatting:
 
     def predict(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Alpha 0..1, float32 ``[N, h, w]`` (see :meth:`size_for`), for uint8 RGB frames ``[N, H, W, 3]``."""
+        return self.predict_at(frames, self.short_side)
+
+    def predict_at(self, frames: npt.NDArray[np.uint8], short_side: int) -> npt.NDArray[np.float32]:
+        """:meth:`predict` with the model's input at another short side (the fast mode's low-resolution
+        prior runs it at 128)."""
         if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
             got = getattr(frames, "dtype", type(frames))
             raise TypeError(f"frames must be a uint8 numpy array, got {got}")
         if frames.ndim != 4 or frames.shape[3] != 3:
             raise ValueError(f"frames must be [N, H, W, 3] RGB, got shape {frames.shape}")
-        h, w = self.size_for(frames.shape[1], frames.shape[2])
+        h, w = model_size(frames.shape[1], frames.shape[2], short_side)
         n = frames.shape[0]
         result = np.empty((n, h, w), np.float32)
         for start in range(0, n, self.max_batch):
-            x = self.preprocess(frames[start : start + self.max_batch])
+            x = self.preprocess(frames[start : start + self.max_batch], short_side)
             result[start : start + x.shape[0]] = self._run(x)
         np.clip(result, 0.0, 1.0, out=result)
         return result
