@@ -6,14 +6,16 @@ by Ray there; without it a local Ray is started). Each line of the manifest is o
     {"videoUrl": "s3://in/a.mp4", "back_ground": "#1E90FF", "start": "0:05", "end": 20, "output": "s3://out/a.mp4"}
 
 ``back_ground`` (a hex colour) or ``imageUrl`` (a background picture), never both; ``start`` / ``end``
-optional (seconds or ``[hh:]mm:ss``); ``output`` an absolute path or an fsspec URL. Blank lines are
+optional (seconds or ``[hh:]mm:ss``); ``quality`` optional, ``"fast"`` or ``"best"`` (default:
+``BGSERVICE_QUALITY``); ``output`` an absolute path or an fsspec URL. Blank lines are
 skipped. Every valid line is submitted at once (up to ``--jobs``, by default as many as the cluster's CPUs
 hold beside the Segmenter pool); the Segmenter pool shares its actors fairly between them.
 
 Prints a summary table and writes a JSONL report (default: beside the manifest,
 ``<name>.report.jsonl``; manifest and report may be fsspec URLs), one object per line: ``line``,
 ``status`` (``done`` | ``failed``), ``output``,
-``duration_seconds`` (the processed video's duration), ``elapsed_seconds``, ``error_code``,
+``duration_seconds`` (the processed video's duration), ``elapsed_seconds``, ``quality`` (the matte quality
+that ran), ``error_code``,
 ``error_message``. Exit status: 0 every line done, 1 some line failed, 2 the manifest cannot be read,
 130 interrupted.
 """
@@ -40,7 +42,7 @@ from bgservice.settings import Settings, get_settings
 from bgservice.spec import JobSpec
 from bgservice.storage import publish
 
-KNOWN_KEYS = {"videoUrl", "back_ground", "imageUrl", "start", "end", "output"}
+KNOWN_KEYS = {"videoUrl", "back_ground", "imageUrl", "start", "end", "output", "quality"}
 
 
 @dataclass
@@ -50,6 +52,7 @@ class LineReport:
     output: str | None
     duration_seconds: float | None = None
     elapsed_seconds: float | None = None
+    quality: str | None = None  # the matte quality that ran ("fast" / "best")
     error_code: str | None = None
     error_message: str | None = None
 
@@ -126,6 +129,7 @@ def parse_line(raw: str) -> JobSpec:
         image_url=_text(obj.get("imageUrl"), "imageUrl"),
         start=start,
         end=end,
+        quality=obj.get("quality"),  # "fast" | "best"; another value: invalid_request, as over HTTP
     )
 
 
@@ -176,6 +180,7 @@ def run_manifest(
                         result.output_url,
                         duration_seconds=result.duration_seconds,
                         elapsed_seconds=round(time.monotonic() - t0, 3),
+                        quality=result.quality or None,
                     )
                 except BaseException as exc:
                     err = as_service_error(exc)

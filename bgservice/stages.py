@@ -14,12 +14,13 @@ from types import TracebackType
 
 import numpy as np
 
-from bgservice.matte import Matter, composite
+from bgservice.matte import MatteConfig, Matter, composite
 from bgservice.media.encode import VideoWriter
 from bgservice.media.ffmpeg import finalize
 from bgservice.media.probe import probe, resolve_trim
 from bgservice.media.types import Shard, TrimWindow, VideoInfo
 from bgservice.models import SegmentationModel, get_model
+from bgservice.models.onnx_session import CUDA
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 from bgservice.storage import check_output_url, local_input, publish, scratch_dir
@@ -35,27 +36,62 @@ def prepared_input(spec: JobSpec, settings: Settings) -> Iterator[tuple[str, Vid
         yield path, info, window
 
 
+BEST_MODEL = "modnet"
+
+
 class ShardProcessor:
-    """Segment, refine and composite one shard. Loads the model once; reused for every shard and job."""
+    """Segment, refine and composite one shard. Loads the models once; reused for every shard and job.
+
+    Quality: ``fast`` runs ``settings.model`` (BGSERVICE_MODEL, Selfie by default) with
+    :meth:`MatteConfig.fast`; ``best`` runs MODNet with :meth:`MatteConfig.best` (loaded on the first job
+    that asks for it). A job's ``quality`` (``None``: BGSERVICE_QUALITY) of ``auto`` is decided here, by
+    the process that runs the models: ``best`` when this process's model session runs on ONNX Runtime's
+    CUDA provider, else ``fast`` -- so a CPU head node never decides for a GPU pool.
+    """
 
     def __init__(self, settings: Settings, model: SegmentationModel | None = None) -> None:
+        self.settings = settings
         self.model = model if model is not None else get_model(settings.model, settings.device)
-        self.matter = Matter(self.model)
+        self.auto_quality = "best" if CUDA in getattr(self.model, "providers", ()) else "fast"
+        self._matters: dict[str, Matter] = {"fast": Matter(self.model, MatteConfig.fast())}
+        # shards are cut once per job with the pool's context: enough for either mode
+        self._context = max(matter_context(MatteConfig.fast()), matter_context(MatteConfig.best()))
+
+    def resolve_quality(self, requested: str | None) -> str:
+        """``fast`` or ``best`` for a job that asked for ``requested`` (None: BGSERVICE_QUALITY)."""
+        quality = requested or self.settings.quality
+        return self.auto_quality if quality == "auto" else quality
+
+    def matter(self, quality: str) -> Matter:
+        m = self._matters.get(quality)
+        if m is None:
+            model = get_model(BEST_MODEL, self.settings.device)
+            m = self._matters[quality] = Matter(model, MatteConfig.for_quality(quality))
+        return m
 
     @property
     def context_before(self) -> int:
-        return self.matter.context_before
+        return self._context
 
     @property
     def context_after(self) -> int:
-        return self.matter.context_after
+        return self._context
 
-    def __call__(self, shard: Shard, plate: np.ndarray) -> np.ndarray:
-        alpha, foreground = self.matter(shard.frames, shard.before, shard.after)
+    def __call__(self, shard: Shard, plate: np.ndarray, quality: str | None = None) -> np.ndarray:
+        """The composited frames of ``shard``; ``quality``: the job's request (:meth:`resolve_quality`)."""
+        matter = self.matter(self.resolve_quality(quality))
+        alpha, foreground = matter(shard.frames, shard.before, shard.after, shard.start)
         # Blend into the foreground buffer when it is the matte's own copy (saves a fresh frame's page
         # faults); never into the shard's frames, which may be read-only object-store memory.
         owned = foreground is not shard.frames and foreground.flags.writeable
         return composite(foreground, alpha, plate, out=foreground if owned else None)
+
+
+def matter_context(cfg: MatteConfig) -> int:
+    """Context frames a :class:`Matter` with ``cfg`` may read on each side (an upper bound)."""
+    ctx = (cfg.temporal_radius if cfg.temporal else 0) + (cfg.crop_window if cfg.crop_pass else 0)
+    ctx = max(ctx, cfg.gate_hold if cfg.gate else 0)
+    return ctx + (cfg.prior_every // 2 if cfg.prior_model else 0)
 
 
 class OutputWriter:

@@ -35,7 +35,7 @@ def run_job(
             for shard in shards:
                 if cancel is not None and cancel.is_set():
                     raise JobCancelled("the job was cancelled")
-                out.write(processor(shard, plate), shard.pts)
+                out.write(processor(shard, plate, spec.quality), shard.pts)
                 if progress:
                     progress(out.frames_written, total)
             out.commit()
@@ -46,6 +46,7 @@ def run_job(
                 width=info.out_width,
                 height=info.out_height,
                 has_audio=info.audio is not None,
+                quality=processor.resolve_quality(spec.quality),
             )
 
 

@@ -56,18 +56,20 @@ class MatteConfig:
     # (> prior_threshold) is grown by prior_grow x the model grid's diagonal and feathered: what the
     # matting model calls background far from the person (a cup behind the head) stops being "person"
     prior_model: str = ""
-    prior_short_side: int = 128
+    prior_short_side: int = 192  # 128 misses parts of the head on busy photos (tuning set)
     prior_threshold: float = 0.3
     prior_grow: float = 0.03
     prior_min_area: float = 0.02
+    prior_every: int = 4  # the prior runs on every 4th frame of the video; the others use the nearest one
     # person-presence gate: a frame is "nobody there" (all background) when the main mask and a second
-    # opinion (fast: the prior; best: the Selfie ensemble) disagree -- IoU of their > 0.5 masks under
-    # gate_agreement while their union covers >= gate_min_area of the frame -- and MediaPipe Pose's
-    # presence score on the whole frame is under gate_pose. Hysteresis: a frame stays "person" while any
-    # frame within +-gate_hold of it is one (a person briefly occluded does not blink out); gate_hold is
-    # within the context frames, so the decision does not depend on where the video is cut.
+    # opinion (fast: the prior; best: the Selfie ensemble) disagree -- under gate_agreement of either's
+    # > 0.5 mask inside the other's while their union covers >= gate_min_area of the frame -- and
+    # MediaPipe Pose's presence score on the whole frame is under gate_pose. Hysteresis: a frame stays
+    # "person" while any frame within +-gate_hold of it is one (a person briefly occluded does not blink
+    # out); gate_hold is within the context frames, so the decision does not depend on where the video is
+    # cut.
     gate: bool = True
-    gate_agreement: float = 0.2
+    gate_agreement: float = 0.3
     gate_min_area: float = 0.01
     gate_pose: float = 0.9
     gate_hold: int = 5

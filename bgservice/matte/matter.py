@@ -117,6 +117,8 @@ class Matter:
         ctx = (cfg.temporal_radius if cfg.temporal else 0) + (cfg.crop_window if cfg.crop_pass else 0)
         if self.opinion:
             ctx = max(ctx, cfg.gate_hold)
+        if self.prior is not None:
+            ctx += cfg.prior_every // 2  # the nearest sampled prior of the window's edge frames
         self.context_before = ctx
         self.context_after = ctx
 
@@ -178,7 +180,42 @@ class Matter:
         at = getattr(self.prior, "predict_at", None)
         return f32(at(frames, self.config.prior_short_side) if at else self.prior.predict(frames))
 
-    def _first_pass(self, frames: U8, geo: Geometry) -> tuple[F32, F32, F32 | None]:
+    def _seconds(self, reduced: list[U8], first_index: int | None) -> list[F32 | None]:
+        """The gate's second opinion (and fast mode's prior) for each part's reduced frames.
+
+        The prior runs on the frames whose index in the video is a multiple of ``prior_every`` (every
+        frame when ``first_index`` -- the video index of the first frame given -- is unknown); every
+        other frame borrows the nearest such frame's (earlier one on a tie), which lies within the
+        context frames, so the result does not depend on where the video is cut.
+        """
+        if not self.opinion:
+            return [None] * len(reduced)
+        if self.prior is None:
+            return [self._opinion(r) for r in reduced]
+        k = self.config.prior_every
+        if first_index is None or k <= 1:
+            return [self._prior(r) for r in reduced]
+        total = sum(len(r) for r in reduced)
+        frames = np.concatenate(reduced) if len(reduced) > 1 else reduced[0]
+        sampled = [j for j in range(total) if (first_index + j) % k == 0] or [0]
+        priors = self._prior(np.ascontiguousarray(frames[sampled]))
+        near = np.searchsorted(np.asarray(sampled), np.arange(total))  # first sampled >= j
+        out: list[F32 | None] = []
+        start = 0
+        for r in reduced:
+            part = np.empty((len(r), *priors.shape[1:]), np.float32)
+            for i in range(len(r)):
+                j = start + i
+                hi = min(int(near[j]), len(sampled) - 1)
+                lo = max(hi - 1, 0)
+                pick = lo if abs(sampled[lo] - j) <= abs(sampled[hi] - j) else hi
+                part[i] = priors[pick]
+            out.append(part)
+            start += len(r)
+        return out
+
+    def _first_pass(self, frames: U8, reduced: U8, geo: Geometry, second: F32 | None
+                    ) -> tuple[F32, F32, F32 | None]:
         """For consecutive frames: the model's masks at its own resolution [M,mh,mw] and the frames on the
         work grid, RGB float32 0..1 [M,h,w,3].
 
@@ -186,9 +223,7 @@ class Matter:
         halving is ~10x cheaper than one area resize by a non-integer factor, and the model (256 px)
         cannot tell the difference. Crops for the second pass are cut from the full frame.
         """
-        reduced = _halve_until(frames, REDUCED_LONG_SIDE)
         low = self._segment(reduced)
-        second = self._opinion(reduced)
         evidence = None
         if second is not None:
             cfg = self.config
@@ -215,7 +250,11 @@ class Matter:
 
     # --- the shard --------------------------------------------------------------------------------------
 
-    def __call__(self, frames: U8, before: U8, after: U8) -> tuple[F32, U8]:
+    def __call__(self, frames: U8, before: U8, after: U8, start: int | None = None) -> tuple[F32, U8]:
+        """Alpha [N,H,W] and foreground colour [N,H,W,3] of ``frames``, with context frames around them.
+        ``start``: the video index of ``frames[0]`` (the shard's start), which fast mode's sparse prior
+        needs to sample the same frames however the video is cut; without it the prior runs on every
+        frame."""
         cfg = self.config
         n, h, w = frames.shape[:3]
         geo = Geometry.of(h, w, cfg.work_long_side)
@@ -224,7 +263,10 @@ class Matter:
         kb = min(len(before), self.context_before)
         ka = min(len(after), self.context_after)
         parts = [p for p in (before[len(before) - kb:], frames, after[:ka]) if len(p)]
-        firsts = [self._first_pass(p, geo) for p in parts]
+        reduced = [_halve_until(p, REDUCED_LONG_SIDE) for p in parts]
+        seconds = self._seconds(reduced, None if start is None else start - kb)
+        firsts = [self._first_pass(p, r, geo, s) for p, r, s in zip(parts, reduced, seconds, strict=True)]
+        del reduced, seconds
         low = np.concatenate([x[0] for x in firsts])
         guides = np.concatenate([x[1] for x in firsts])
         evs = [x[2] for x in firsts]

@@ -32,7 +32,9 @@ class ShardWork(Protocol):
     @property
     def context_after(self) -> int: ...
 
-    def __call__(self, shard: Shard, plate: np.ndarray) -> np.ndarray: ...
+    def resolve_quality(self, requested: str | None) -> str: ...
+
+    def __call__(self, shard: Shard, plate: np.ndarray, quality: str | None = None) -> np.ndarray: ...
 
 
 def _current_node_id() -> str:
@@ -71,14 +73,20 @@ class Segmenter:
             shards_done=self._shards_done,
         )
 
-    def process(self, shard: Shard, plate: np.ndarray) -> tuple[SegmentDone, Segment]:
-        """Composite one shard; returns (small status, frames). The DAG fetches only the status."""
+    def process(
+        self, shard: Shard, plate: np.ndarray, quality: str | None = None
+    ) -> tuple[SegmentDone, Segment]:
+        """Composite one shard; returns (small status, frames). The DAG fetches only the status.
+        ``quality``: the job's request (None: BGSERVICE_QUALITY; ``auto`` is decided here, by the process
+        that has -- or has not -- the GPU); the mode that ran is in the status."""
         t0 = time.perf_counter()
-        frames = self._work(shard, plate)
+        mode = self._work.resolve_quality(quality)
+        frames = self._work(shard, plate, mode)
         if frames.dtype != np.uint8 or frames.shape[0] != len(shard):
             raise ValueError(f"shard {shard.index}: bad output {frames.dtype} {frames.shape}")
         self._shards_done += 1
         done = SegmentDone(
-            index=shard.index, frames=len(shard), pid=os.getpid(), seconds=time.perf_counter() - t0
+            index=shard.index, frames=len(shard), pid=os.getpid(), seconds=time.perf_counter() - t0,
+            quality=mode,
         )
         return done, Segment(index=shard.index, start=shard.start, frames=frames, pts=shard.pts)
