@@ -397,27 +397,27 @@ def variants() -> dict[str, MatteConfig]:
     return {
         "fast (before: no prior; no gate)": MatteConfig(),
         "fast": fast,
-        "fast; prior grow 0.06": replace(fast, prior_grow=0.06),
-        "fast; prior grow 0.015": replace(fast, prior_grow=0.015),
-        "fast - prior (gate only)": replace(fast, prior_grow=10.0),
+        "fast; prior grow 0.06": replace(fast, prior_mask=True, prior_grow=0.06),
         "best": best,
-        "best raw (bilinear)": replace(MatteConfig.raw(), quality="best", crop_model="modnet"),
+        "best raw (bilinear)": replace(MatteConfig.raw(), quality="best"),
+        "best; MODNet crop model": replace(best, crop_model="modnet"),
         "best - guided": replace(best, guided=False, sharpen=1.0),
         "best - sharpen": replace(best, sharpen=1.0),
         "best - temporal": replace(best, temporal=False),
         "best - crop pass": replace(best, crop_pass=False),
-        "best, pose crop model": replace(best, crop_model="pose_full"),
+        "fast; prior mask": replace(fast, prior_mask=True),
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.split")
-    ap.add_argument("--set", choices=("tuning", "heldout", "both"), default="both")
+    ap.add_argument("--set", choices=("tuning", "heldout", "both", "none"), default="both")
     ap.add_argument("--frames", type=int, default=16, help="frames per clip (DAVIS: 2x, subsampled)")
     ap.add_argument("--variants", action="store_true", help="compare settings (tuning set only)")
     ap.add_argument("--only", default="", help="comma-separated config labels to run")
     ap.add_argument("--timing", type=int, default=0, help="also time N 1080p frames per mode")
     ap.add_argument("--no-empty", action="store_true")
+    ap.add_argument("--davis-only", action="store_true", help="tuning set: only the DAVIS clip")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     install_cache()
@@ -429,7 +429,10 @@ def main() -> None:
         raise SystemExit("--variants only on the tuning set: no setting is chosen on held-out clips")
     if args.set in ("tuning", "both"):
         print("\n## Tuning set\n")
-        run_set(tuning_clips(args.frames), {} if args.no_empty else
+        clips = tuning_clips(args.frames)
+        if args.davis_only:
+            clips = [c for c in clips if c.box is not None]
+        run_set(clips, {} if args.no_empty else
                 {k: v[: max(4, args.frames // 2)] for k, v in tuning_empty(args.frames).items()}, cfgs)
     if args.set in ("heldout", "both"):
         print("\n## Held-out set\n")

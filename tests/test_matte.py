@@ -280,12 +280,12 @@ def test_occluded_person_comes_back_within_three_frames(model: SegmentationModel
     clean, dirty, truth = occluded
     ref, _ = run(model, FAST, clean)
     got, _ = run(model, FAST, dirty)
-    # before the card, and from the 3rd frame after it left (frame 18), the matte is the unoccluded one:
-    # measured IoU 0.99+ on frames 0-5 and 16-23 (the gate's hold keeps frames 6-15 "person" too)
+    # before the card, and from the 3rd frame after it left (frame 18), the matte is the unoccluded one
+    # (IoU >= 0.9, the issue's bar; the gate's hold keeps frames 6-15 "person" too)
     for t in [*range(0, 6), *range(18, 24)]:
         score = M.iou(got[t], ref[t])
         assert score >= 0.9, f"frame {t}: IoU {score:.3f} with the unoccluded matte"
-    # the body under the card is never blanked out (no blink): measured 0.6+ of the visible body kept
+    # the body below the card is never blanked out (no blink): most of it stays matted
     body = truth[10] > 0.5
     body[: int(H * 0.6)] = False
     for t in range(6, 16):
@@ -295,7 +295,7 @@ def test_occluded_person_comes_back_within_three_frames(model: SegmentationModel
 @pytest.mark.parametrize("cfg", [FAST, BEST], ids=["fast", "best"])
 def test_person_free_frames_are_background(model: SegmentationModel, cfg: MatteConfig) -> None:
     """A pan across the coffee photo (the Selfie models: 54-70 % "person") and the chelsea photo (MODNet:
-    85-97 % "person"): the gate leaves >= 99 % of the pixels background (measured: 0.0 %)."""
+    85-97 % "person"): the gate leaves >= 99 % of the pixels background (the issue's bar)."""
     main = model if cfg.quality == "fast" else get_model("modnet", "cpu")
     for bg in ("coffee", "chelsea"):
         frames = np.stack(list(pan_background(bg, 6, H, W)))
@@ -305,7 +305,8 @@ def test_person_free_frames_are_background(model: SegmentationModel, cfg: MatteC
 
 
 def test_best_quality_on_a_talking_head(chelsea: Clip) -> None:
-    """MODNet with the re-tuned refinement on 6 frames (measured: MAD ~2, IoU 0.996)."""
+    """MODNet with the re-tuned refinement on 6 frames (the benchmark's ANG/chelsea-like clips: MAD ~1.3-1.9,
+    IoU 0.996)."""
     alpha, _ = run(get_model("modnet", "cpu"), BEST, chelsea.frames[:6])
     assert mad(alpha, chelsea.alpha[:6]) < 3.0
     assert iou(alpha, chelsea.alpha[:6]) > 0.99

@@ -235,7 +235,7 @@ class Matter:
                 unsure = np.flatnonzero(evidence == 0)
                 _, presence = self.pose.logits(np.ascontiguousarray(reduced[unsure]))  # type: ignore[attr-defined]
                 evidence[unsure] = (presence >= cfg.gate_pose).astype(np.float32)
-        if self.prior is not None and second is not None:
+        if self.prior is not None and second is not None and self.config.prior_mask:
             for i in range(low.shape[0]):
                 apply_prior(low[i], second[i], self.config.prior_threshold, self.config.prior_grow,
                             self.config.prior_min_area)
