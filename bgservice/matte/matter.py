@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bgservice.matte._types import F32, U8, f32, resize
+from bgservice.matte._types import F32, U8, Bool, f32, resize
 from bgservice.matte.config import MatteConfig
 from bgservice.matte.crop import (
     Box,
@@ -180,8 +180,10 @@ class Matter:
         at = getattr(self.prior, "predict_at", None)
         return f32(at(frames, self.config.prior_short_side) if at else self.prior.predict(frames))
 
-    def _seconds(self, reduced: list[U8], first_index: int | None) -> list[F32 | None]:
-        """The gate's second opinion (and fast mode's prior) for each part's reduced frames.
+    def _seconds(self, reduced: list[U8], first_index: int | None
+                 ) -> tuple[list[F32 | None], list[Bool | None]]:
+        """The gate's second opinion (and fast mode's prior) for each part's reduced frames, and which
+        frames it was computed on (the gate judges only those; its hold covers the others).
 
         The prior runs on the frames whose index in the video is a multiple of ``prior_every`` (every
         frame when ``first_index`` -- the video index of the first frame given -- is unknown); every
@@ -189,21 +191,23 @@ class Matter:
         context frames, so the result does not depend on where the video is cut.
         """
         if not self.opinion:
-            return [None] * len(reduced)
+            return [None] * len(reduced), [None] * len(reduced)
         if self.prior is None:
-            return [self._opinion(r) for r in reduced]
+            return [self._opinion(r) for r in reduced], [None] * len(reduced)
         k = self.config.prior_every
         if first_index is None or k <= 1:
-            return [self._prior(r) for r in reduced]
+            return [self._prior(r) for r in reduced], [None] * len(reduced)
         total = sum(len(r) for r in reduced)
         frames = np.concatenate(reduced) if len(reduced) > 1 else reduced[0]
         sampled = [j for j in range(total) if (first_index + j) % k == 0] or [0]
         priors = self._prior(np.ascontiguousarray(frames[sampled]))
         near = np.searchsorted(np.asarray(sampled), np.arange(total))  # first sampled >= j
         out: list[F32 | None] = []
+        exact: list[Bool | None] = []
         start = 0
         for r in reduced:
             part = np.empty((len(r), *priors.shape[1:]), np.float32)
+            exact.append(np.array([(first_index + start + i) % k == 0 for i in range(len(r))], np.bool_))
             for i in range(len(r)):
                 j = start + i
                 hi = min(int(near[j]), len(sampled) - 1)
@@ -212,10 +216,10 @@ class Matter:
                 part[i] = priors[pick]
             out.append(part)
             start += len(r)
-        return out
+        return out, exact
 
-    def _first_pass(self, frames: U8, reduced: U8, geo: Geometry, second: F32 | None
-                    ) -> tuple[F32, F32, F32 | None]:
+    def _first_pass(self, frames: U8, reduced: U8, geo: Geometry, second: F32 | None,
+                    exact: Bool | None = None) -> tuple[F32, F32, F32 | None]:
         """For consecutive frames: the model's masks at its own resolution [M,mh,mw] and the frames on the
         work grid, RGB float32 0..1 [M,h,w,3].
 
@@ -227,12 +231,13 @@ class Matter:
         evidence = None
         if second is not None:
             cfg = self.config
-            evidence = np.array([person_evidence(low[i], second[i], agreement=cfg.gate_agreement,
-                                                 min_area=cfg.gate_min_area) for i in range(len(low))],
-                                np.float32)
-            if self.pose is not None and not evidence.all():
+            judged = np.ones(len(low), np.bool_) if exact is None else exact
+            evidence = np.array([judged[i] and person_evidence(low[i], second[i], min_area=cfg.gate_min_area,
+                                                               agreement=cfg.gate_agreement)
+                                 for i in range(len(low))], np.float32)
+            if self.pose is not None and not evidence[judged].all():
                 # the pose model only where the two masks disagree (it costs ~10 ms a frame)
-                unsure = np.flatnonzero(evidence == 0)
+                unsure = np.flatnonzero((evidence == 0) & judged)
                 _, presence = self.pose.logits(np.ascontiguousarray(reduced[unsure]))  # type: ignore[attr-defined]
                 evidence[unsure] = (presence >= cfg.gate_pose).astype(np.float32)
         if self.prior is not None and second is not None and self.config.prior_mask:
@@ -264,8 +269,9 @@ class Matter:
         ka = min(len(after), self.context_after)
         parts = [p for p in (before[len(before) - kb:], frames, after[:ka]) if len(p)]
         reduced = [_halve_until(p, REDUCED_LONG_SIDE) for p in parts]
-        seconds = self._seconds(reduced, None if start is None else start - kb)
-        firsts = [self._first_pass(p, r, geo, s) for p, r, s in zip(parts, reduced, seconds, strict=True)]
+        seconds, exact = self._seconds(reduced, None if start is None else start - kb)
+        firsts = [self._first_pass(p, r, geo, s, e)
+                  for p, r, s, e in zip(parts, reduced, seconds, exact, strict=True)]
         del reduced, seconds
         low = np.concatenate([x[0] for x in firsts])
         guides = np.concatenate([x[1] for x in firsts])
