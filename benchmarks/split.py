@@ -377,17 +377,17 @@ def cpu_ms_1080p(cfgs: dict[str, MatteConfig], n: int) -> None:
               for k, b in zip(src, bgs, strict=True)]
     plate = np.zeros((1080, 1920, 3), np.uint8)
     print("\n**CPU ms per 1080p frame** (process time, all threads, models included; "
-          f"{n} frames of NEU/tears upscaled, one shard with its context; best of 2)\n")
+          f"{n} frames of NEU/tears upscaled, one shard without context frames; best of 2)\n")
     print("| mode | CPU ms / frame | wall ms / frame |\n|---|---|---|")
     for label, cfg in cfgs.items():
         m = Matter(get_model("modnet" if cfg.quality == "best" else "selfie", "cpu"), cfg)
         stack = np.stack(frames)
         empty = stack[:0]
-        m(stack[:2], empty, empty)  # warm-up (sessions, first-touch pages)
+        m(stack[:2], empty, empty, 0)  # warm-up (sessions, first-touch pages)
         best = (1e9, 1e9)
         for _ in range(2):
             c0, t0 = time.process_time(), time.perf_counter()
-            a, fg = m(stack, empty, empty)
+            a, fg = m(stack, empty, empty, 0)
             composite(fg, a, plate)
             best = min(best, (time.process_time() - c0, time.perf_counter() - t0))
         print(f"| {label} | {best[0] / n * 1e3:.0f} | {best[1] / n * 1e3:.0f} |", flush=True)
@@ -440,7 +440,8 @@ def main() -> None:
         clips, empties = heldout_clips(args.frames)
         run_set(clips, {} if args.no_empty else empties, cfgs)
     if args.timing:
-        cpu_ms_1080p({"fast": MatteConfig.fast(), "best": MatteConfig.best()}, args.timing)
+        cpu_ms_1080p({"fast before issue 11 (no gate)": MatteConfig(), "fast": MatteConfig.fast(),
+                      "best": MatteConfig.best()}, args.timing)
 
 
 if __name__ == "__main__":
