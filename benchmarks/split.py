@@ -8,6 +8,9 @@ photos (``scikit-image==0.26.0``, a dev dependency; licences per image below):
 Tuning set (the clips the defaults were chosen on before, plus DAVIS, which was used to choose settings):
   - CREMA-D actor 1001, sentences ANG, DIS, FEA, HAP (keyed by ``benchmarks.groundtruth``) over pans across
     the scikit-image photos coffee, chelsea, rocket, stereo_motorcycle;
+  - ``DIS/chaplin``: over the Chaplin clip (two men walking: another person in the footage);
+  - ``FEA/cup+rocket``: the coffee photo's cup cut out and placed against the side of the head (the halo
+    case) over the rocket pan;
   - DAVIS 2016 dance-twirl (CC BY-NC 4.0), scored inside the dancer's box;
   - person-free pans: coffee, chelsea, stereo_motorcycle, immunohistochemistry.
 
@@ -220,6 +223,9 @@ def tuning_clips(n: int) -> list[Clip]:
     for emo, bg in zip(TUNING_SENTENCES, ("coffee", "chelsea", "rocket", "stereo_motorcycle"), strict=True):
         k = actor(emo, 10, n)
         clips.append(compose(f"{emo}/{bg}", k, list(pan_background(bg, n, H, W))))
+    # another person in the footage, for tuning: the Chaplin clip's two men (never in the held-out set)
+    chaplin = video_frames("fullbody_two_people_chaplin_640x360.mp4", 100, n, crop=(0.5, 0.5, 1.3))
+    clips.append(compose("DIS/chaplin", actor("DIS", 10, n), chaplin))
     # an object behind the head (the halo case) for tuning: the coffee photo's cup over the rocket pan
     k = actor("FEA", 20, n)
     cx, cy, hw = head_side(k[0])
@@ -407,6 +413,7 @@ def variants() -> dict[str, MatteConfig]:
         "best - temporal": replace(best, temporal=False),
         "best - crop pass": replace(best, crop_pass=False),
         "fast; prior mask": replace(fast, prior_mask=True),
+        "fast; prior components": replace(fast, prior_components=True),
     }
 
 

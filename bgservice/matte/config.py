@@ -65,6 +65,8 @@ class MatteConfig:
     # tuning set it changed nothing on the talking heads, did not remove a cup behind the head (MODNet
     # mattes it too) and cost the DAVIS dancer 0.808 -> 0.795 IoU
     prior_mask: bool = False
+    # drop the mask's connected parts the prior's person does not touch (another person in the footage)
+    prior_components: bool = False
     # person-presence gate: a frame is "nobody there" (all background) when the main mask and a second
     # opinion (fast: the prior; best: the Selfie ensemble) disagree -- under gate_agreement of either's
     # > 0.5 mask inside the other's while their union covers >= gate_min_area of the frame -- and
@@ -88,7 +90,8 @@ class MatteConfig:
 
     @classmethod
     def fast(cls) -> MatteConfig:
-        """``fast``: MediaPipe Selfie (+ landscape ensemble, pose crop pass) with the MODNet prior."""
+        """``fast``: MediaPipe Selfie (+ landscape ensemble, pose crop pass); MODNet at short side 192 on
+        every 4th frame is the person gate's second opinion."""
         return cls(prior_model="modnet")
 
     @classmethod

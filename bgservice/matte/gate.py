@@ -63,3 +63,21 @@ def apply_prior(mask: F32, prior: F32, threshold: float, grow: float, min_area: 
     soft = cv2.blur(grown, (2 * r + 1, 2 * r + 1))
     np.minimum(soft * np.float32(2.0), np.float32(1.0), out=soft)
     mask *= soft
+
+
+def keep_prior_components(mask: F32, prior: F32, min_area: float, level: float = 0.1) -> None:
+    """Zero the connected parts of ``mask`` (> ``level``) that the prior's person (> 0.5) does not touch,
+    in place -- the subject-connectedness prior: another person in the background footage, whom the
+    Selfie models segment and MODNet (portrait-trained) leaves out. Nothing changes where the prior's person
+    covers under ``min_area`` of the frame (small full-body subjects MODNet misses)."""
+    h, w = mask.shape
+    p = resize(prior, w, h) if prior.shape != mask.shape else prior
+    core = p > 0.5
+    if np.count_nonzero(core) < min_area * h * w:
+        return
+    n, labels = cv2.connectedComponents((mask > level).astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return
+    hit = np.unique(labels[core])
+    drop = ~np.isin(labels, hit) & (labels > 0)
+    mask[drop] = 0.0

@@ -14,9 +14,9 @@ sequences them:
 7. person-presence gate (``gate.py``): frames where nobody is found (with a hold of +-``gate_hold``
    frames) come out all background.
 
-``best`` quality (:meth:`MatteConfig.best`) runs MODNet as the main model (no ensemble, MODNet on the
-crops too); ``fast`` (:meth:`MatteConfig.fast`) runs the Selfie ensemble multiplied by a low-resolution
-MODNet prior (``prior_model``), which removes objects behind the head from the mask.
+``best`` quality (:meth:`MatteConfig.best`) runs MODNet as the main model (no ensemble; the Selfie
+ensemble is the gate's second opinion); ``fast`` (:meth:`MatteConfig.fast`) runs the Selfie ensemble
+with MODNet at a low resolution on every 4th frame (``prior_model``) as the gate's second opinion.
 
 Context: the temporal window reads R frames each side and their crop boxes K more, so
 ``context_before = context_after = R + K`` (5 by default); frames beyond what is needed are ignored.
@@ -42,7 +42,7 @@ from bgservice.matte.crop import (
     subject_boxes,
 )
 from bgservice.matte.fusion import estimate_foreground
-from bgservice.matte.gate import apply_prior, hold, person_evidence
+from bgservice.matte.gate import apply_prior, hold, keep_prior_components, person_evidence
 from bgservice.matte.guided import apply_coefficients, guided_coefficients, upsample_matte
 from bgservice.matte.temporal import temporal_smooth
 from bgservice.models import SegmentationModel, get_model
@@ -240,6 +240,9 @@ class Matter:
                 unsure = np.flatnonzero((evidence == 0) & judged)
                 _, presence = self.pose.logits(np.ascontiguousarray(reduced[unsure]))  # type: ignore[attr-defined]
                 evidence[unsure] = (presence >= cfg.gate_pose).astype(np.float32)
+        if self.prior is not None and second is not None and self.config.prior_components:
+            for i in range(low.shape[0]):
+                keep_prior_components(low[i], second[i], self.config.prior_min_area)
         if self.prior is not None and second is not None and self.config.prior_mask:
             for i in range(low.shape[0]):
                 apply_prior(low[i], second[i], self.config.prior_threshold, self.config.prior_grow,
