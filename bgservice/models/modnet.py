@@ -139,7 +139,8 @@ class ModnetMatting:
                                         ort.OrtValue.ortvalue_from_numpy(x, self._ort_device, 0))
             binding.bind_ortvalue_output(self._output_name, out)
             self._session.run_with_iobinding(binding)
-            y: npt.NDArray[np.float32] = np.asarray(out.numpy(), np.float32)[:, 0].copy()
+            # one download (OrtValue.numpy() reads host memory only; this copies from any device)
+            y: npt.NDArray[np.float32] = np.asarray(binding.copy_outputs_to_cpu()[0], np.float32)[:, 0].copy()
         return y
 
     def predict(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
