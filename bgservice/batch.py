@@ -7,9 +7,11 @@ by Ray there; without it a local Ray is started). Each line of the manifest is o
 
 ``back_ground`` (a hex colour) or ``imageUrl`` (a background picture), never both; ``start`` / ``end``
 optional (seconds or ``[hh:]mm:ss``); ``quality`` optional, ``"fast"`` or ``"best"`` (default:
-``BGSERVICE_QUALITY``); ``output`` an absolute path or an fsspec URL. Blank lines are
-skipped. Every valid line is submitted at once (up to ``--jobs``, by default as many as the cluster's CPUs
-hold beside the Segmenter pool); the Segmenter pool shares its actors fairly between them.
+``BGSERVICE_QUALITY``; another value: ``invalid_request``); ``output`` an absolute path or an fsspec URL.
+Blank lines are skipped. Every valid line is queued as a job in a private job store (SQLite in a
+temporary directory) and a job runner (:mod:`bgservice.jobs.runner`, in this process) runs them on
+Ray, up to ``--jobs`` at once (by default as many as the cluster's CPUs hold beside the Segmenter pool);
+the Segmenter pool shares its actors fairly between them.
 
 Prints a summary table and writes a JSONL report (default: beside the manifest,
 ``<name>.report.jsonl``; manifest and report may be fsspec URLs), one object per line: ``line``,
@@ -24,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -36,12 +36,14 @@ from typing import Any
 
 import fsspec
 
-from bgservice.errors import BgServiceError, InvalidManifest, InvalidSettings, as_service_error
+from bgservice.errors import BgServiceError, InvalidManifest, InvalidSettings
 from bgservice.interrupt import sigterm_as_interrupt
+from bgservice.jobs.record import JobRecord, JobState
 from bgservice.settings import Settings, get_settings
 from bgservice.spec import JobSpec
 from bgservice.storage import publish
 
+POLL_SECONDS = 0.2  # how often the batch looks at its jobs' records
 KNOWN_KEYS = {"videoUrl", "back_ground", "imageUrl", "start", "end", "output", "quality"}
 
 
@@ -137,19 +139,48 @@ def default_concurrency(settings: Settings) -> int:
     """Jobs at once: as many decoder/encoder pairs as the cluster's CPUs hold beside the pool's minimum."""
     import ray
 
-    from bgservice.engines.ray.resources import JOB_RESERVE_CPUS
+    from bgservice.engines.ray.resources import jobs_that_fit
 
     resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-    cpus = float(resources.get("CPU", 1.0))
-    spare = cpus - settings.pool_min * settings.segmenter_cpus
-    return max(1, math.floor(spare / JOB_RESERVE_CPUS + 1e-9))
+    return jobs_that_fit(float(resources.get("CPU", 1.0)), settings.pool_min, settings.segmenter_cpus)
+
+
+def _line_report(number: int, spec: JobSpec, record: JobRecord) -> LineReport:
+    elapsed = None
+    if record.started_at is not None and record.finished_at is not None:
+        elapsed = round((record.finished_at - record.started_at).total_seconds(), 3)
+    if record.state == JobState.COMPLETED and record.result is not None:
+        return LineReport(
+            number,
+            "done",
+            str(record.result.get("output_url", spec.output_url)),
+            duration_seconds=record.result.get("duration_seconds"),
+            elapsed_seconds=elapsed,
+            quality=record.result.get("quality") or None,
+        )
+    error = record.error or {"code": "internal", "message": f"the job ended {record.state.value}"}
+    return LineReport(
+        number,
+        "failed",
+        spec.output_url,
+        elapsed_seconds=elapsed,
+        error_code=error.get("code", "internal"),
+        error_message=error.get("message", ""),
+    )
 
 
 def run_manifest(
     lines: Sequence[tuple[int, str]], settings: Settings, jobs: int | None = None
 ) -> list[LineReport]:
-    """Validate every line, run the valid ones concurrently on Ray, report every line in order."""
-    from bgservice.engines.ray.dag import JobHandle, ensure_ray, submit
+    """Validate every line, queue the valid ones in a job store, run them with a job runner on Ray
+    (``jobs`` at once), and report every line in order.
+
+    The store is a private SQLite file in a temporary directory: a batch run is one process's work, and
+    its report (not the store) is what it leaves behind.
+    """
+    from bgservice.engines.ray.dag import ensure_ray
+    from bgservice.jobs.runner import Runner
+    from bgservice.jobs.store import JobStore
 
     reports: dict[int, LineReport] = {}
     specs: list[tuple[int, JobSpec]] = []
@@ -162,57 +193,39 @@ def run_manifest(
             )
     if specs:
         ensure_ray()
-        limit = threading.BoundedSemaphore(jobs or default_concurrency(settings))
-        lock = threading.Lock()
-        handles: list[JobHandle] = []
-
-        def run_one(number: int, spec: JobSpec) -> None:
-            with limit:
-                t0 = time.monotonic()
-                handle = submit(spec, settings)
-                with lock:
-                    handles.append(handle)
-                try:
-                    result = handle.result()
-                    report = LineReport(
-                        number,
-                        "done",
-                        result.output_url,
-                        duration_seconds=result.duration_seconds,
-                        elapsed_seconds=round(time.monotonic() - t0, 3),
-                        quality=result.quality or None,
-                    )
-                except BaseException as exc:
-                    err = as_service_error(exc)
-                    report = LineReport(
-                        number,
-                        "failed",
-                        spec.output_url,
-                        elapsed_seconds=round(time.monotonic() - t0, 3),
-                        error_code=err.code,
-                        error_message=err.message,
-                    )
-                with lock:
-                    reports[number] = report
-                print(f"line {number}: {report.status} {report.error_code or ''}".rstrip(), file=sys.stderr)
-
-        threads = [
-            threading.Thread(target=run_one, args=(n, s), name=f"batch-line-{n}", daemon=True)
-            for n, s in specs
-        ]
-        for t in threads:
-            t.start()
-        try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.5)
-        except KeyboardInterrupt:
-            with lock:
-                for h in handles:
-                    h.cancel()
-            for h in list(handles):
-                h.wait(30)
-            raise
+        limit = jobs or default_concurrency(settings)
+        # every line is the same (local) owner: the per-key cap is the run's own limit
+        run_settings = settings.model_copy(
+            update={"max_running_jobs": limit, "max_running_jobs_per_key": limit}
+        )
+        with tempfile.TemporaryDirectory(prefix="bgservice-batch-") as data_dir:
+            store = JobStore(f"sqlite:///{Path(data_dir).resolve() / 'jobs.db'}")
+            runner: Runner | None = None
+            try:
+                queued = {store.create(spec.to_dict()).id: (number, spec) for number, spec in specs}
+                runner = Runner(run_settings, store, engine="ray", name="bgservice-batch").start()
+                while queued:
+                    for job_id, (number, spec) in list(queued.items()):
+                        record = store.get(job_id)
+                        if record is None or not record.state.terminal:
+                            continue
+                        del queued[job_id]
+                        report = reports[number] = _line_report(number, spec, record)
+                        status = f"{report.status} {report.error_code or ''}".rstrip()
+                        print(f"line {number}: {status}", file=sys.stderr)
+                    if queued:
+                        time.sleep(POLL_SECONDS)
+            except KeyboardInterrupt:
+                if runner is not None:  # the jobs are cancelled: their actors go, scratch is removed
+                    runner.stop(graceful=True)
+                    runner.wait(30)
+                    runner = None
+                raise
+            finally:
+                if runner is not None:
+                    runner.stop(graceful=True)
+                    runner.wait(30)
+                store.close()
     return [reports[n] for n, _ in lines]
 
 

@@ -198,6 +198,18 @@ class InvalidSettings(BgServiceError):
     summary = "a BGSERVICE_* environment variable is malformed (the setting is named)"
 
 
+class MissingExtra(InvalidSettings):
+    """Installed without the ``cpu`` or ``gpu`` extra: no ONNX Runtime (``invalid_settings``, exit 2)."""
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(
+            message
+            or "onnxruntime is not installed: install the 'cpu' extra (pip install 'studio-background[cpu]') "
+            "or the 'gpu' extra (pip install 'studio-background[gpu]')",
+            field=field,
+        )
+
+
 class InternalError(BgServiceError):
     code = "internal"
 

@@ -5,12 +5,14 @@ Every limit and knob an operator may turn lives here; the README's settings tabl
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bgservice.errors import InvalidSettings
 
@@ -37,6 +39,9 @@ class Settings(BaseSettings):
     )
     shard_frames: int = Field(32, ge=1, description="frames per shard sent to a Segmenter")
     tmp_dir: Path | None = Field(None, description="scratch directory (default: system temp)")
+    local_workers: int = Field(
+        0, ge=0, description="one-process engine: shard-processing threads (0 = one per core)"
+    )
 
     # --- Ray DAG -------------------------------------------------------------------------------------------
     segmenter_gpus: str = Field("auto", description="GPU share per Segmenter: auto | 0 | <fraction>")
@@ -47,6 +52,84 @@ class Settings(BaseSettings):
         2, ge=1, description="pool growth rule: add an actor while queued shards exceed this per actor"
     )
     max_shards_in_flight: int = Field(4, ge=1, description="shards in flight per job (backpressure)")
+
+    # --- runner (bgservice.jobs.runner: claims queued jobs from the store, drives them on Ray) ----------
+    job_timeout_seconds: float = Field(
+        3600.0, gt=0, description="a job running longer fails with timeout, seconds"
+    )
+    max_running_jobs: int | None = Field(
+        None, ge=1, description="jobs running at once (default: what the cluster's CPUs fit; 2 on 2 cores)"
+    )
+    max_running_jobs_per_key: int = Field(2, ge=1, description="jobs running at once per API key")
+    job_lease_seconds: float = Field(
+        30.0, gt=0, description="a running job's lease: a runner silent this long lost it (job re-queued)"
+    )
+
+    # --- job store (bgservice/jobs/store.py) -----------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=lambda: default_data_dir(),
+        description="where the embedded SQLite job store lives (created 0700, files 0600)",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the job store (postgresql+psycopg://... for clusters; "
+        "default: SQLite jobs.db under data_dir)",
+    )
+    secret: SecretStr | None = Field(
+        None, description="signing secret shared by every replica (default: generated once, in the database)"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgres")):
+            raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL, got {scheme or text!r}")
+        return text
+
+    # --- safe fetching (bgservice/io/fetch.py; README "Safe fetching") ----------------------------------
+    # What the service may fetch for a stranger's videoUrl / imageUrl. The CLI and batch ignore these
+    # except the timeout (their user owns the machine).
+    allowed_input_prefixes: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="object-store URL prefixes the HTTP API may read (comma-separated; empty = none)"
+    )
+    allowed_private_nets: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = (
+        Field((), description="CIDRs exempt from the private-address rule (comma-separated; default none)")
+    )
+    allow_private_urls: bool = Field(
+        False,
+        description="true lifts the address rule entirely (local use only: reaches the private network)",
+    )
+    fetch_timeout_seconds: float = Field(
+        60.0, gt=0, description="connect + total time allowed for one download, seconds"
+    )
+
+    @field_validator("allowed_input_prefixes", mode="before")
+    @classmethod
+    def _prefixes(cls, value: Any) -> tuple[str, ...]:
+        items = _split_list(value)
+        for item in items:
+            protocol, sep, rest = item.partition("://")
+            if not sep or "::" in item or not protocol.isalnum() or not rest.strip("/"):
+                raise ValueError(f"{item!r} is not an object-store URL prefix such as s3://media-in/")
+        return tuple(items)
+
+    @field_validator("allowed_private_nets", mode="before")
+    @classmethod
+    def _nets(cls, value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        nets = []
+        for item in _split_list(value):
+            try:
+                nets.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not a CIDR network (e.g. 10.20.0.0/16)") from None
+        from ssrfguard import Policy  # the address guard refuses an entry that would switch it off
+
+        Policy(allowed_networks=tuple(nets))
+        return tuple(nets)
 
     @field_validator("model")
     @classmethod
@@ -70,6 +153,20 @@ class Settings(BaseSettings):
         if share < 0 or (share > 1 and not share.is_integer()):
             raise ValueError(f"must be auto, 0..1 or a whole number of GPUs, got {value!r}")
         return text
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/bgservice``, i.e. ``~/.local/share/bgservice`` when XDG_DATA_HOME is unset."""
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "bgservice"
+
+def _split_list(value: Any) -> list[str]:
+    """A comma-separated environment value (or a list, from code) as clean non-empty items."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [p.strip() for p in parts if str(p).strip()]
 
 
 @lru_cache(maxsize=1)

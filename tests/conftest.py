@@ -9,8 +9,9 @@ import pytest
 
 from bgservice.settings import Settings
 
-# moto S3 fixtures: s3_server (module), s3 (per test); media_factory: generated edge-case clips (session)
-pytest_plugins = ["tests.s3", "tests.media_factory"]
+# moto S3 fixtures: s3_server (module), s3 (per test); media_factory: generated edge-case clips (session);
+# postgres: postgres_server (session), postgres_url (per test), job_store_url (sqlite | postgresql)
+pytest_plugins = ["tests.s3", "tests.media_factory", "tests.postgres"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

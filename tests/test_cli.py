@@ -327,13 +327,18 @@ def test_ctrl_c_exits_130_and_leaves_nothing(engine: str, videos: Path, tmp_path
     assert not any(scratch.iterdir())
 
 
-def test_default_engine_is_the_ray_dag_and_gives_the_same_frames(
+def test_default_engine_runs_in_process_without_a_cluster_and_gives_the_same_frames(
     talking_head_blue: tuple[Path, Path], tmp_path: Path
 ) -> None:
     src, local_out = talking_head_blue
-    out = tmp_path / "ray.mp4"
-    done = run_cli("process", str(src), "-o", str(out), "--background", "#1E90FF", engine=None)
+    out = tmp_path / "default.mp4"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bgservice", "process", str(src), "-o", str(out), "--background", "#1E90FF"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
     assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("engine local"), done.stdout
     produced, reference = list(frames(str(out))), list(frames(str(local_out)))
     assert len(produced) == len(reference)
     worst = max(
@@ -344,3 +349,13 @@ def test_default_engine_is_the_ray_dag_and_gives_the_same_frames(
     bad = run_cli("process", str(src), "-o", str(out), "--start", "99", engine=None)
     assert bad.returncode == 2
     assert _error_line(bad).startswith("error: invalid_trim: ")
+
+
+def test_auto_engine_is_the_ray_dag_when_a_cluster_is_named() -> None:
+    from bgservice.cli import pick_engine
+
+    assert pick_engine("auto", {"RAY_ADDRESS": "ray://head:10001"}) == "ray"
+    assert pick_engine("auto", {}) == "local"
+    assert pick_engine("auto", {"RAY_ADDRESS": ""}) == "local"
+    assert pick_engine("ray", {}) == "ray"
+    assert pick_engine("local", {"RAY_ADDRESS": "auto"}) == "local"

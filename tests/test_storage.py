@@ -7,7 +7,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from bgservice.errors import EncodeFailed, InputTooLarge, InvalidInput, InvalidOutput
+from bgservice.errors import EncodeFailed, FetchFailed, InputTooLarge, InvalidInput, InvalidOutput
 from bgservice.settings import Settings
 from bgservice.storage import check_output_url, local_input, publish
 
@@ -50,8 +50,9 @@ def test_remote_input_is_copied_then_removed(tmp_path: Path, settings: Settings)
     assert not any((tmp_path / "scratch").iterdir())
 
 
-def test_missing_remote_input_is_invalid_input(settings: Settings) -> None:
-    with pytest.raises(InvalidInput), local_input("memory:///nothing/here.mp4", settings):
+def test_missing_remote_input_is_fetch_failed(settings: Settings) -> None:
+    """A source that could not be read remotely is not the user's malformed input: fetch_failed (502)."""
+    with pytest.raises(FetchFailed, match="not found"), local_input("memory:///nothing/here.mp4", settings):
         pass
 
 
@@ -86,7 +87,9 @@ def test_s3_round_trip(tmp_path: Path, settings: Settings, s3: str) -> None:
     work.write_bytes(b"result")
     publish(work, f"{s3}/out/result.mp4")
     assert fs.cat(f"{s3}/out/result.mp4") == b"result"
-    with pytest.raises(InvalidInput), local_input(f"{s3}/in/missing.flv", settings):
+    with pytest.raises(FetchFailed, match="not found"), local_input(f"{s3}/in/missing.flv", settings):
+        pass
+    with pytest.raises(FetchFailed), local_input("s3://no-such-bucket-here/in.flv", settings):
         pass
 
 

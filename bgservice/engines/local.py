@@ -1,15 +1,76 @@
 """The one-process engine: the whole job in this process, shard by shard. The reference the Ray DAG must
-equal, and what ``bgservice process --engine local`` runs."""
+equal, and what ``bgservice process`` runs unless a Ray cluster is asked for.
+
+Decoding, the shards' processing and encoding overlap (:mod:`bgservice.engines.overlap`): a reader
+thread decodes, ``BGSERVICE_LOCAL_WORKERS`` threads (default: one per core) segment, refine and
+composite whole shards, and this thread feeds x264 in order.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import TypeVar
+
+import numpy as np
+
 from bgservice.backgrounds import load_plate
 from bgservice.engines.base import CancelToken, JobResult, ProgressFn
+from bgservice.engines.overlap import OrderedMap
 from bgservice.errors import JobCancelled
 from bgservice.media.decode import FrameReader
+from bgservice.media.types import Shard
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 from bgservice.stages import OutputWriter, ShardProcessor, prepared_input
+
+T = TypeVar("T")
+
+
+class StageTimes(dict[str, float]):
+    """Seconds the threads of each stage spent in it (wall; stages overlap, so they add up to more than
+    the job). OpenCV and ONNX Runtime run part of their work on pools of their own threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self[name] = self.get(name, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t0)
+
+    def timed_iter(self, name: str, items: Iterator[T]) -> Iterator[T]:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                self.add(name, time.perf_counter() - t0)
+                return
+            self.add(name, time.perf_counter() - t0)
+            yield item
+
+
+def local_workers(settings: Settings) -> int:
+    """Processing threads: ``BGSERVICE_LOCAL_WORKERS``, or one per core this process may use."""
+    if settings.local_workers > 0:
+        return settings.local_workers
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores)
 
 
 def run_job(
@@ -19,8 +80,12 @@ def run_job(
     processor: ShardProcessor | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    timings: StageTimes | None = None,
 ) -> JobResult:
-    """Run one job in this process, streaming shard by shard: memory stays flat in the video's length."""
+    """Run one job in this process, streaming shard by shard: memory stays flat in the video's length.
+
+    ``timings``, when given, collects the seconds each stage took (benchmarks)."""
+    stage = timings if timings is not None else StageTimes()
     processor = processor or ShardProcessor(settings)
     with prepared_input(spec, settings) as (path, info, window):
         plate = load_plate(spec.background, info.out_width, info.out_height, settings)
@@ -31,14 +96,28 @@ def run_job(
             total = len(reader)  # >= 1: FrameReader refuses an empty window (InvalidTrim)
             if progress:
                 progress(0, total)
-            shards = reader.shards(settings.shard_frames, processor.context_before, processor.context_after)
-            for shard in shards:
+            shards = stage.timed_iter(
+                "decode",
+                reader.shards(settings.shard_frames, processor.context_before, processor.context_after),
+            )
+            workers = local_workers(settings)
+
+            def work(shard: Shard) -> np.ndarray:
                 if cancel is not None and cancel.is_set():
                     raise JobCancelled("the job was cancelled")
-                out.write(processor(shard, plate, spec.quality), shard.pts)
-                if progress:
-                    progress(out.frames_written, total)
-            out.commit()
+                with stage.timed("process"):
+                    return processor(shard, plate, spec.quality)
+
+            with OrderedMap(work, shards, workers=workers, depth=workers) as done:
+                for shard, frames in done:
+                    if cancel is not None and cancel.is_set():
+                        raise JobCancelled("the job was cancelled")
+                    with stage.timed("encode"):
+                        out.write(frames, shard.pts)
+                    if progress:
+                        progress(out.frames_written, total)
+            with stage.timed("finalize"):
+                out.commit()
             return JobResult(
                 output_url=spec.output_url,
                 duration_seconds=round(window.duration, 3),

@@ -36,7 +36,6 @@ whole world for the stages downstream.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -48,7 +47,8 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from bgservice.errors import DecodeFailed, InvalidTrim
-from bgservice.media.timing import FrameTimes, describe, pick_video_stream, read_frame_times
+from bgservice.media.container import open_input
+from bgservice.media.timing import FrameTimes, describe, frame_times, pick_video_stream
 from bgservice.media.types import Shard, TrimWindow, VideoInfo
 
 Orientation = tuple[int, int, int, int]
@@ -145,7 +145,7 @@ class FrameReader:
         self.held_frames = 0
         self._container: av.container.InputContainer | None = self._open()
         try:
-            times = read_frame_times(path)
+            times = frame_times(path)
             i0, i1 = times.window(window.start, window.end)
             if i1 <= i0:
                 raise InvalidTrim(f"no frame between {window.start:g} s and {window.end:g} s")
@@ -160,10 +160,7 @@ class FrameReader:
             raise
 
     def _open(self) -> av.container.InputContainer:
-        try:
-            container = av.open(os.path.abspath(self._path))
-        except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise DecodeFailed(f"cannot open the video: {describe(exc, self._path)}") from exc
+        container = open_input(self._path, error=DecodeFailed, what="cannot open the video")
         if pick_video_stream(container) is None:
             container.close()
             raise DecodeFailed("no video stream")

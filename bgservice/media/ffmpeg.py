@@ -2,7 +2,10 @@
 
 Commands are built with ffmpeg-python and run with the ffmpeg binary shipped by imageio-ffmpeg
 (``imageio_ffmpeg.get_ffmpeg_exe()``), so a fresh machine needs no system ffmpeg. Inputs are always local
-files, handed to ffmpeg as ``file:<absolute path>`` so that no name is ever read as a protocol or an option.
+files, handed to ffmpeg as ``file:<absolute path>`` so that no name is ever read as a protocol or an option,
+opened with :func:`bgservice.media.container.ffmpeg_input_options` (``protocol_whitelist=file`` and no
+playlist / stream-description demuxer: no input can make ffmpeg read another file), and with the demuxer
+the probe found (``-f``) so ffmpeg does not guess again.
 
 * :func:`finalize` -- the last stage of a job: the encoded video (copied) + the first audio track of the
   source, trimmed to the job's window, into a ``+faststart`` MP4.
@@ -25,6 +28,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from bgservice.errors import EncodeFailed
+from bgservice.media.container import ffmpeg_input_options
 from bgservice.media.timing import first_frame_time
 from bgservice.media.types import TrimWindow, VideoInfo
 
@@ -74,7 +78,7 @@ def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, 
     container clock (``video_start`` ~ 0); otherwise it is re-encoded to AAC 192k (a sample-accurate cut).
     No audio track -> a video-only MP4. ``-movflags +faststart`` always.
     """
-    video = ffmpeg.input(file_arg(video_only))
+    video = ffmpeg.input(file_arg(video_only), format="mp4", **ffmpeg_input_options())
     out_opts: dict[str, Any] = {"vcodec": "copy", "movflags": "+faststart", "map_metadata": "-1"}
     streams: list[Any] = [video["v:0"]]
     if info.audio is not None:
@@ -82,7 +86,9 @@ def finalize(video_only: str, source: str, info: VideoInfo, window: TrimWindow, 
         start = info.video_start + t_first
         duration = window.end - t_first
         copy = info.audio.codec == "aac" and window.is_full and abs(info.video_start) < 1e-3
-        audio_in_opts: dict[str, Any] = {"t": _seconds(duration)}
+        audio_in_opts: dict[str, Any] = {"t": _seconds(duration), **ffmpeg_input_options()}
+        if info.container_format:
+            audio_in_opts["format"] = info.container_format
         if start > 0:
             audio_in_opts["ss"] = _seconds(start)
         audio = ffmpeg.input(file_arg(source), **audio_in_opts)
@@ -220,8 +226,9 @@ def reference_frames(path: str, width: int, height: int, count: int = 1) -> np.n
     return data.reshape(-1, height, width, 3)
 
 
-def plain_reencode(source: str, out_path: str, *, crf: int, preset: str) -> None:
-    """The benchmarks' baseline: decode + x264 re-encode + AAC, what a plain ``ffmpeg -i`` job costs."""
+def plain_reencode(source: str, out_path: str, *, crf: int, preset: str, audio: str = "aac") -> None:
+    """The benchmarks' baseline: decode + x264 re-encode, what a plain ``ffmpeg -i`` job costs
+    (``audio="copy"`` for ``-c:a copy``)."""
     src = ffmpeg.input(file_arg(source))
     stream = ffmpeg.output(
         src,
@@ -231,7 +238,29 @@ def plain_reencode(source: str, out_path: str, *, crf: int, preset: str) -> None
         preset=preset,
         crf=crf,
         pix_fmt="yuv420p",
-        acodec="aac",
+        acodec=audio,
         movflags="+faststart",
     )
     run(stream, "plain re-encode")
+
+
+def plain_reencode_args(source: str, out_path: str, *, crf: int, preset: str) -> list[str]:
+    """The speed benchmark's baseline as a command line: ``ffmpeg -i IN -c:v libx264 -preset P -crf N
+    -c:a copy OUT`` (run as its own process, so its CPU time is measured like a job's)."""
+    stream = ffmpeg.output(
+        ffmpeg.input(file_arg(source)), out_path, vcodec="libx264", preset=preset, crf=crf, acodec="copy"
+    )
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *ffmpeg.get_args(stream)]
+
+
+def loop_clip(source: str, out_path: str, *, seconds: float, width: int | None = None,
+              height: int | None = None) -> None:
+    """``source`` looped (or cut) to ``seconds``, optionally scaled to ``width`` x ``height``, as H.264
+    CRF 16 + AAC: the speed benchmark's test clips."""
+    src = ffmpeg.input(file_arg(source), stream_loop=-1)
+    video = src.video if width is None or height is None else src.video.filter("scale", width, height)
+    stream = ffmpeg.output(
+        video, src.audio, out_path, t=f"{seconds:.3f}", vcodec="libx264", preset="veryfast", crf=16,
+        pix_fmt="yuv420p", acodec="aac", format="mp4",
+    )
+    run(stream, "loop clip")

@@ -30,7 +30,8 @@ import numpy as np
 from av.sidedata.sidedata import SideDataContainer
 
 from bgservice.errors import InputTooLarge, InvalidInput, InvalidTrim
-from bgservice.media.timing import FrameTimes, describe, pick_video_stream, read_frame_times
+from bgservice.media.container import input_format, open_input
+from bgservice.media.timing import FrameTimes, describe, frame_times, pick_video_stream
 from bgservice.media.types import AudioInfo, TrimWindow, VideoInfo
 from bgservice.settings import Settings
 
@@ -50,11 +51,6 @@ _COLORSPACES = {
     10: "bt2020c",
 }
 _FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p"}
-# Demuxers that open further files or streams named inside the input (an HLS playlist listing another
-# job's video by absolute path, an ffconcat list, an SDP description of RTP streams): refused, the input
-# must be the video itself. While probing, whatever such a demuxer opens stays on the local disk.
-_INDIRECT_FORMATS = frozenset({"hls", "concat", "dash", "sdp", "rtsp", "rtp", "rtp_mpegts"})
-_OPEN_OPTIONS = {"protocol_whitelist": "file"}
 
 
 def check_local_file(path: str) -> str:
@@ -114,10 +110,7 @@ def _colour_tags(frame: av.VideoFrame, pix_fmt: str) -> tuple[str, str]:
 def _last_frame_check(path: str, times: FrameTimes) -> None:
     """Decode the last frame the way the job will reach it (seek to its keyframe, decode forward)."""
     last = int(times.pts[-1])
-    try:
-        container = av.open(path)
-    except (av.FFmpegError, OSError) as exc:
-        raise InvalidInput(f"not a video file ({describe(exc, path)})") from exc
+    container = open_input(path)
     try:
         stream = pick_video_stream(container)
         if stream is None:
@@ -143,13 +136,9 @@ def probe(path: str, settings: Settings) -> VideoInfo:
         raise InvalidInput("the input file is empty")
     if size > settings.max_input_bytes:
         raise InputTooLarge(f"input is {size} bytes, the limit is {settings.max_input_bytes} bytes")
+    # local files only, and no playlist / stream-description demuxer (they open the files they list)
+    container = open_input(path)
     try:
-        container = av.open(path, container_options=_OPEN_OPTIONS)
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"not a video file ({describe(exc, path)})") from exc
-    try:
-        if _INDIRECT_FORMATS.intersection(container.format.name.split(",")):
-            raise InvalidInput("a playlist or stream description is not a video file: give the video itself")
         return _probe_container(path, size, container, settings)
     finally:
         container.close()
@@ -191,7 +180,7 @@ def _probe_container(
     if signs[0] == 0:  # rotated a quarter turn: the pixel aspect turns with it
         sar = 1 / sar
 
-    times = read_frame_times(path)
+    times = frame_times(path)
     _check_complete(times)
     _last_frame_check(path, times)
 
@@ -237,6 +226,7 @@ def _probe_container(
         video_start=video_start,
         orientation=signs,
         sample_aspect_ratio=sar,
+        container_format=input_format(container),
     )
 
 

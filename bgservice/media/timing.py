@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -23,21 +25,18 @@ import av.stream
 import numpy as np
 
 from bgservice.errors import InvalidInput
+from bgservice.media.container import describe, open_input
+
+__all__ = [
+    "FrameTimes",
+    "describe",
+    "first_frame_time",
+    "frame_times",
+    "pick_video_stream",
+    "read_frame_times",
+]
 
 _EPS_UNITS = 1e-6
-
-
-def describe(exc: BaseException, path: str | None = None) -> str:
-    """A one-line reason for a user-facing message: ffmpeg's error text, without file paths."""
-    if isinstance(exc, av.FFmpegError) and exc.strerror:
-        text = str(exc.strerror)
-    else:
-        lines = str(exc).strip().splitlines()
-        text = lines[0] if lines else type(exc).__name__
-    if path:
-        for p in {path, os.path.abspath(path)}:
-            text = text.replace(p, "<input>")
-    return text[:300]
 
 
 def pick_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -94,10 +93,7 @@ class FrameTimes:
 
 def read_frame_times(path: str) -> FrameTimes:
     """Demux the first video stream of ``path`` and return its frame timestamps (no decoding)."""
-    try:
-        container = av.open(os.path.abspath(path))
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"not a readable media file ({describe(exc, path)})") from exc
+    container = open_input(path, what="not a readable media file")
     try:
         stream = pick_video_stream(container)
         if stream is None:
@@ -151,10 +147,39 @@ def read_frame_times(path: str) -> FrameTimes:
         container.close()
 
 
+_TIMES_CACHE: OrderedDict[tuple[str, int, int, int], FrameTimes] = OrderedDict()
+_TIMES_CACHE_SIZE = 4
+_TIMES_LOCK = threading.Lock()
+
+
+def frame_times(path: str) -> FrameTimes:
+    """:func:`read_frame_times`, demuxed once per file and process: probing, reading and the audio cut of
+    a job all need the same timestamps (keyed by path, inode, size and mtime, so a changed file is
+    demuxed again)."""
+    full = os.path.abspath(path)
+    try:
+        st = os.stat(full)
+    except OSError:
+        return read_frame_times(path)  # let it raise its own error
+    key = (full, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _TIMES_LOCK:
+        cached = _TIMES_CACHE.get(key)
+        if cached is not None:
+            _TIMES_CACHE.move_to_end(key)
+            return cached
+    times = read_frame_times(path)
+    times.pts.flags.writeable = False  # shared by every caller from now on
+    with _TIMES_LOCK:
+        _TIMES_CACHE[key] = times
+        while len(_TIMES_CACHE) > _TIMES_CACHE_SIZE:
+            _TIMES_CACHE.popitem(last=False)
+    return times
+
+
 def first_frame_time(path: str, start: float) -> float:
     """Seconds (relative to frame 0) of the first frame at or after ``start``: where a trimmed video
     really begins, so the audio can be cut at the same instant."""
-    times = read_frame_times(path)
+    times = frame_times(path)
     i0, _ = times.window(start, math.inf)
     if i0 >= len(times):
         return start

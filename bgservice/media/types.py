@@ -43,6 +43,9 @@ class VideoInfo:
     orientation: tuple[int, int, int, int] = (1, 0, 0, 1)
     # pixel aspect ratio of the displayed frame (anamorphic video); carried to the output, not resampled
     sample_aspect_ratio: Fraction = Fraction(1)
+    # the demuxer that read the source (``mov``, ``matroska`` ...): ffmpeg's ``-f`` when it reads the
+    # source again for the audio, so it never guesses another (playlist) demuxer
+    container_format: str = ""
 
 
 @dataclass(frozen=True)

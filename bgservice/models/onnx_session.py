@@ -21,9 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import onnxruntime as ort
+from bgservice.errors import InternalError, MissingExtra
 
-from bgservice.errors import InternalError
+try:
+    import onnxruntime as ort
+except ModuleNotFoundError as exc:  # `pip install .` without the cpu / gpu extra
+    if not (exc.name or "").startswith("onnxruntime"):
+        raise
+    raise MissingExtra() from None
 
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"

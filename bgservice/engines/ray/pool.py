@@ -14,6 +14,9 @@ sends a shard there and ``release(key)`` when the shard is done. Pixels never pa
   per actor, one more Segmenter is started, up to ``pool_max``, and only when it fits beside the next job
   (see :mod:`.resources`) or the autoscaler can add a GPU node for it. Segmenters idle for
   ``POOL_IDLE_SECONDS`` are stopped down to ``pool_min``.
+- Name: ``bgservice-segmenter-pool-<version>-<hash of the pool's settings>`` (:func:`pool_name`), so a
+  driver with new code or other model / pool settings gets a pool of its own instead of the first
+  driver's; the runner reaps idle pools of other names (:func:`reap_stale_pools`).
 - Faults: Segmenters are restartable and their tasks retried (Ray does it: the task is idempotent). A
   Segmenter that is gone for good is ``discard``-ed by the job that saw it and replaced.
 """
@@ -28,14 +31,26 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from bgservice.engines.ray.naming import NAMESPACE, versioned_name
 from bgservice.engines.ray.resources import POOL_MANAGER_CPUS, can_grow, segmenter_options
 from bgservice.engines.ray.segmenter import Segmenter
 from bgservice.engines.ray.types import SegmenterInfo
 from bgservice.errors import InternalError
 from bgservice.settings import Settings
 
-POOL_NAME = "bgservice-segmenter-pool"
-POOL_NAMESPACE = "bgservice"
+POOL_PREFIX = "bgservice-segmenter-pool"
+POOL_NAMESPACE = NAMESPACE
+# The settings a pool and its Segmenters are built from (a Segmenter runs the model and the matte): a
+# pool is shared only by drivers that agree on these. Add a field here when a Segmenter starts reading it.
+POOL_SETTINGS = (
+    "model",
+    "device",
+    "segmenter_gpus",
+    "segmenter_cpus",
+    "pool_min",
+    "pool_max",
+    "pool_shards_per_actor",
+)
 POOL_IDLE_SECONDS = 120.0
 MAX_START_FAILURES = 3
 MEMBER_INFO_SECONDS = 2.0
@@ -323,9 +338,14 @@ class SegmenterPool:
             ray.kill(member.handle, no_restart=True)
 
 
-def pool_options() -> dict[str, Any]:
+def pool_name(settings: Settings) -> str:
+    """``bgservice-segmenter-pool-<version>-<hash of POOL_SETTINGS>``."""
+    return versioned_name(POOL_PREFIX, settings, POOL_SETTINGS)
+
+
+def pool_options(settings: Settings) -> dict[str, Any]:
     return {
-        "name": POOL_NAME,
+        "name": pool_name(settings),
         "namespace": POOL_NAMESPACE,
         "lifetime": "detached",
         "get_if_exists": True,
@@ -337,7 +357,7 @@ def pool_options() -> dict[str, Any]:
 
 
 def get_pool(settings: Settings) -> Any:
-    """The cluster's pool manager, created on first use with these settings (later callers share it)."""
+    """The pool for these settings (and this code), created on first use (later callers share it)."""
     import ray
 
     from bgservice.engines.ray.resources import autoscaler_has_gpu_node_types, resolve_gpu_share
@@ -345,15 +365,51 @@ def get_pool(settings: Settings) -> Any:
     autoscaler_gpu = autoscaler_has_gpu_node_types()
     cluster: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
     gpu_share = resolve_gpu_share(settings.segmenter_gpus, cluster, autoscaler_gpu)
-    return ray.remote(SegmenterPool).options(**pool_options()).remote(settings, gpu_share, autoscaler_gpu)
+    actor = ray.remote(SegmenterPool).options(**pool_options(settings))
+    return actor.remote(settings, gpu_share, autoscaler_gpu)
 
 
-def shutdown_pool() -> None:
-    """Stop the pool and its Segmenters (tests; an operator changing pool settings)."""
+def pool_names() -> list[str]:
+    """Names of every Segmenter pool alive on the cluster (any version, any settings)."""
+    from ray.util import list_named_actors
+
+    return sorted(
+        a["name"]
+        for a in list_named_actors(all_namespaces=True)
+        if a.get("namespace") == POOL_NAMESPACE and str(a.get("name", "")).startswith(POOL_PREFIX)
+    )
+
+
+def reap_stale_pools(keep: str, timeout: float = 5.0) -> list[str]:
+    """Stop every pool not called ``keep`` that no job uses now (left by older code or other settings);
+    returns the names stopped. A busy one is left for a later call."""
     import ray
 
-    try:
-        handle = ray.get_actor(POOL_NAME, namespace=POOL_NAMESPACE)
-    except ValueError:
-        return
-    ray.kill(handle, no_restart=True)
+    stopped: list[str] = []
+    for name in pool_names():
+        if name == keep:
+            continue
+        try:
+            handle = ray.get_actor(name, namespace=POOL_NAMESPACE)
+            load: Any = ray.get(handle.load.remote(), timeout=timeout)
+        except Exception:  # gone meanwhile, or not answering: try again later
+            continue
+        if load.get("leased", 0) or load.get("waiting", 0) or load.get("jobs_waiting", 0):
+            continue
+        with contextlib.suppress(Exception):
+            ray.kill(handle, no_restart=True)
+            stopped.append(name)
+    return stopped
+
+
+def shutdown_pool(settings: Settings | None = None) -> None:
+    """Stop the pool for ``settings`` (every pool when ``None``) and its Segmenters (tests; operators)."""
+    import ray
+
+    names = [pool_name(settings)] if settings is not None else pool_names()
+    for name in names:
+        try:
+            handle = ray.get_actor(name, namespace=POOL_NAMESPACE)
+        except ValueError:
+            continue
+        ray.kill(handle, no_restart=True)

@@ -9,6 +9,7 @@ scheduling shares, not limits: a process may use more CPU while others idle.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ DECODER_CPUS = 0.1
 ENCODER_CPUS = 0.2
 POOL_MANAGER_CPUS = 0.0  # the pool manager only brokers leases; it must never block a job from starting
 JOB_RESERVE_CPUS = DECODER_CPUS + ENCODER_CPUS
+SERVICE_RESERVE_CPUS = 0.4  # what the HTTP service's replicas keep for themselves beside the jobs
 AUTO_GPU_SHARE = 0.25  # four Segmenters per GPU: the model is small, the refinement is CPU-heavy
 GPU_RESOURCE = "GPU"
 
@@ -79,3 +81,10 @@ def can_grow(available: dict[str, float], cpus: float, gpu_share: float, autosca
         if float(available.get(GPU_RESOURCE, 0.0)) < gpu_share:
             return False
     return float(available.get("CPU", 0.0)) >= cpus + JOB_RESERVE_CPUS
+
+
+def jobs_that_fit(cpus: float, pool_min: int, segmenter_cpus: float, reserve: float = 0.0) -> int:
+    """Jobs at once: decoder/encoder pairs that fit in ``cpus`` beside the pool's minimum and ``reserve``
+    (at least 1). On 2 CPUs: 3 for a batch run, 2 beside the service (``reserve=SERVICE_RESERVE_CPUS``)."""
+    spare = cpus - pool_min * segmenter_cpus - reserve
+    return max(1, math.floor(spare / JOB_RESERVE_CPUS + 1e-9))
