@@ -338,7 +338,7 @@ def test_default_engine_runs_in_process_without_a_cluster_and_gives_the_same_fra
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.rstrip().endswith("engine local"), done.stdout
+    assert done.stdout.rstrip().endswith("engine local, quality fast"), done.stdout
     produced, reference = list(frames(str(out))), list(frames(str(local_out)))
     assert len(produced) == len(reference)
     worst = max(
