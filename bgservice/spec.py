@@ -12,11 +12,23 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
-from bgservice.errors import InvalidBackground, InvalidOutput
+from bgservice.errors import InvalidBackground, InvalidOutput, InvalidRequest
 from bgservice.timecode import parse_time
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 WHITE: tuple[int, int, int] = (255, 255, 255)
+# Matte quality a job may ask for: "fast" (MediaPipe Selfie + refinement), "best" (MODNet). None: the
+# operator's BGSERVICE_QUALITY (auto | fast | best), resolved by the Segmenters that run the job.
+QUALITIES = ("fast", "best")
+
+
+def parse_quality(value: object) -> str | None:
+    """``None`` or one of :data:`QUALITIES`; anything else is ``invalid_request``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in QUALITIES:
+        raise InvalidRequest(f"quality must be one of {', '.join(QUALITIES)}, got {value!r}")
+    return value.strip().lower()
 
 OutputFormat = Literal["mp4", "webm", "mov", "matte"]
 Fit = Literal["stretch", "cover", "contain"]
@@ -210,7 +222,8 @@ class Background:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job: input, output, background, trim window (seconds, ``None`` = from start / to end), format."""
+    """One job: input, output, background, trim window (seconds, ``None`` = from start / to end), format,
+    matte quality (``None`` = the operator's default, ``BGSERVICE_QUALITY``)."""
 
     input_url: str
     output_url: str
@@ -222,6 +235,8 @@ class JobSpec:
     # storage URLs (resolved at submit), so the decoder stage needs no database.
     untrusted: bool = False
     assets: dict[str, str] = field(default_factory=dict)
+    output_format: OutputFormat = DEFAULT_FORMAT
+    quality: str | None = None
 
     def resolve_asset(self, asset_id: str) -> str:
         """The storage URL of an asset this job was submitted with (``invalid_asset`` otherwise)."""
@@ -231,7 +246,6 @@ class JobSpec:
             return self.assets[asset_id]
         except KeyError:
             raise InvalidAsset(f"unknown asset {asset_id!r}") from None
-    output_format: OutputFormat = DEFAULT_FORMAT
 
     @classmethod
     def build(
@@ -247,6 +261,7 @@ class JobSpec:
         background_blur: int | str | None = None,
         background_video_url: str | None = None,
         fit: str | None = None,
+        quality: str | None = None,
     ) -> JobSpec:
         """Validate the user-facing values; raises the matching :mod:`bgservice.errors` class.
 
@@ -266,6 +281,7 @@ class JobSpec:
             start=parse_time(start, name="start"),
             end=parse_time(end, name="end"),
             output_format=fmt,
+            quality=parse_quality(quality),
         )
 
     @property
