@@ -63,7 +63,8 @@ def make_clip(name: str) -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".partial.mp4")
         w, h = size if size else (None, None)
-        loop_clip(str(DATA / source), str(partial), seconds=SECONDS, width=w, height=h)
+        has_audio = probe(str(DATA / source), get_settings()).audio is not None
+        loop_clip(str(DATA / source), str(partial), seconds=SECONDS, width=w, height=h, audio=has_audio)
         partial.replace(out)
     return out
 

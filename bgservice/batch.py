@@ -9,7 +9,8 @@ At most one background: ``back_ground`` (a hex colour), ``imageUrl`` (a picture)
 (a video, looped) or ``backgroundBlur`` (1..100, the original background blurred); ``fit`` (``stretch`` |
 ``cover`` | ``contain``) with an image or a video; ``outputFormat`` (``mp4`` | ``webm`` | ``mov`` |
 ``matte``; by default what the output's extension implies); ``start`` / ``end`` optional (seconds or
-``[hh:]mm:ss``); ``output`` an absolute path or an fsspec URL. Blank lines are
+``[hh:]mm:ss``); ``quality`` optional, ``"fast"`` or ``"best"`` (default: ``BGSERVICE_QUALITY``;
+another value: ``invalid_request``); ``output`` an absolute path or an fsspec URL. Blank lines are
 skipped. Every valid line is queued as a job in a private job store (SQLite in a temporary directory) and a
 job runner (:mod:`bgservice.jobs.runner`, in this process) runs them on Ray, up to ``--jobs`` at once (by
 default as many as the cluster's CPUs hold beside the Segmenter pool); the Segmenter pool shares its
@@ -18,7 +19,8 @@ actors fairly between them.
 Prints a summary table and writes a JSONL report (default: beside the manifest,
 ``<name>.report.jsonl``; manifest and report may be fsspec URLs), one object per line: ``line``,
 ``status`` (``done`` | ``failed``), ``output``,
-``duration_seconds`` (the processed video's duration), ``elapsed_seconds``, ``error_code``,
+``duration_seconds`` (the processed video's duration), ``elapsed_seconds``, ``quality`` (the matte quality
+that ran), ``error_code``,
 ``error_message``. Exit status: 0 every line done, 1 some line failed, 2 the manifest cannot be read,
 130 interrupted.
 """
@@ -56,6 +58,7 @@ KNOWN_KEYS = {
     "start",
     "end",
     "output",
+    "quality",
 }
 
 
@@ -66,6 +69,7 @@ class LineReport:
     output: str | None
     duration_seconds: float | None = None
     elapsed_seconds: float | None = None
+    quality: str | None = None  # the matte quality that ran ("fast" / "best")
     error_code: str | None = None
     error_message: str | None = None
 
@@ -149,6 +153,7 @@ def parse_line(raw: str) -> JobSpec:
         background_blur=blur,
         background_video_url=_text(obj.get("backgroundVideoUrl"), "backgroundVideoUrl"),
         fit=_text(obj.get("fit"), "fit"),
+        quality=obj.get("quality"),  # "fast" | "best"; another value: invalid_request, as over HTTP
     )
 
 
@@ -173,6 +178,7 @@ def _line_report(number: int, spec: JobSpec, record: JobRecord) -> LineReport:
             str(record.result.get("output_url", spec.output_url)),
             duration_seconds=record.result.get("duration_seconds"),
             elapsed_seconds=elapsed,
+            quality=record.result.get("quality") or None,
         )
     error = record.error or {"code": "internal", "message": f"the job ended {record.state.value}"}
     return LineReport(

@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
         help="auto (default): ray when RAY_ADDRESS is set, else local; ray: the job as a Ray DAG on the "
         "cluster at RAY_ADDRESS, else on a local Ray started on demand; local: everything in this process",
     )
+    p.add_argument(
+        "--quality",
+        choices=("fast", "best"),
+        help="matte quality: fast (MediaPipe Selfie) or best (MODNet); default: BGSERVICE_QUALITY (auto: "
+        "best where the Segmenters run on a GPU, else fast)",
+    )
     p.add_argument("--crf", type=int, help="x264 CRF (default: BGSERVICE_CRF or 18)")
     p.add_argument("--preset", help="x264 preset (default: BGSERVICE_PRESET or veryfast)")
     p.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
@@ -438,6 +444,7 @@ def process(args: argparse.Namespace) -> int:
         background_blur=args.background_blur,
         background_video_url=args.background_video,
         fit=args.fit,
+        quality=args.quality,
     )
     progress = _Progress(label=args.input.rsplit("/", 1)[-1][:40])
     try:
@@ -448,7 +455,7 @@ def process(args: argparse.Namespace) -> int:
     audio = "with audio" if result.has_audio else "no audio"
     print(
         f"{result.output_url}: {result.width}x{result.height}, {result.frames} frames, "
-        f"{result.duration_seconds:.3f}s, {audio}, engine {engine}"
+        f"{result.duration_seconds:.3f}s, {audio}, engine {engine}, quality {result.quality}"
     )
     return 0
 

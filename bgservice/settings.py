@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     # --- processing ----------------------------------------------------------------------------------------
     model: str = Field("selfie", description="segmentation model name (see bgservice.models.registry)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="ONNX Runtime device")
+    quality: Literal["auto", "fast", "best"] = Field(
+        "auto", description="matte quality when a job names none: fast (Selfie), best (MODNet), auto (best "
+        "where the Segmenter runs on CUDA)"
+    )
     shard_frames: int = Field(32, ge=1, description="frames per shard sent to a Segmenter")
     tmp_dir: Path | None = Field(None, description="scratch directory (default: system temp)")
     local_workers: int = Field(

@@ -222,7 +222,8 @@ class Background:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job: input, output, background, trim window (seconds, ``None`` = from start / to end), format."""
+    """One job: input, output, background, trim window (seconds, ``None`` = from start / to end), format,
+    matte quality (``None`` = the operator's default, ``BGSERVICE_QUALITY``)."""
 
     input_url: str
     output_url: str
@@ -235,6 +236,8 @@ class JobSpec:
     # storage URLs (resolved at submit), so the decoder stage needs no database.
     untrusted: bool = False
     assets: dict[str, str] = field(default_factory=dict)
+    output_format: OutputFormat = DEFAULT_FORMAT
+    quality: str | None = None
 
     def resolve_asset(self, asset_id: str) -> str:
         """The storage URL of an asset this job was submitted with (``invalid_asset`` otherwise)."""
@@ -244,7 +247,6 @@ class JobSpec:
             return self.assets[asset_id]
         except KeyError:
             raise InvalidAsset(f"unknown asset {asset_id!r}") from None
-    output_format: OutputFormat = DEFAULT_FORMAT
 
     @classmethod
     def build(
@@ -281,6 +283,7 @@ class JobSpec:
             end=parse_time(end, name="end"),
             quality=parse_quality(quality),
             output_format=fmt,
+            quality=parse_quality(quality),
         )
 
     @property

@@ -17,13 +17,14 @@ from types import TracebackType
 import numpy as np
 
 from bgservice.backgrounds import Backdrop
-from bgservice.matte import Matter, composite
+from bgservice.matte import MatteConfig, Matter, composite
 from bgservice.matte.composite import alpha_u8, composite_blurred, to_rgba
 from bgservice.media.encode import CONTAINERS, VideoWriter
 from bgservice.media.ffmpeg import finalize
 from bgservice.media.probe import probe, resolve_trim
 from bgservice.media.types import Shard, TrimWindow, VideoInfo
 from bgservice.models import SegmentationModel, get_model
+from bgservice.models.onnx_session import CUDA
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
 from bgservice.storage import check_output_url, local_input, publish, scratch_dir
@@ -45,31 +46,61 @@ def prepared_input(spec: JobSpec, settings: Settings) -> Iterator[tuple[str, Vid
         yield path, info, window
 
 
+BEST_MODEL = "modnet"
+
+
 class ShardProcessor:
-    """Segment, refine and composite one shard. Loads the model once; reused for every shard and job."""
+    """Segment, refine and composite one shard. Loads the models once; reused for every shard and job.
+
+    Quality: ``fast`` runs ``settings.model`` (BGSERVICE_MODEL, Selfie by default) with
+    :meth:`MatteConfig.fast`; ``best`` runs MODNet with :meth:`MatteConfig.best` (loaded on the first job
+    that asks for it). A job's ``quality`` (``None``: BGSERVICE_QUALITY) of ``auto`` is decided here, by
+    the process that runs the models: ``best`` when this process's model session runs on ONNX Runtime's
+    CUDA provider, else ``fast`` -- so a CPU head node never decides for a GPU pool.
+    """
 
     def __init__(self, settings: Settings, model: SegmentationModel | None = None) -> None:
+        self.settings = settings
         self.model = model if model is not None else get_model(settings.model, settings.device)
-        self.matter = Matter(self.model)
+        self.auto_quality = "best" if CUDA in getattr(self.model, "providers", ()) else "fast"
+        self._matters: dict[str, Matter] = {"fast": Matter(self.model, MatteConfig.fast())}
+        # shards are cut once per job with the pool's context: enough for either mode
+        self._context = max(matter_context(MatteConfig.fast()), matter_context(MatteConfig.best()))
+
+    def resolve_quality(self, requested: str | None) -> str:
+        """``fast`` or ``best`` for a job that asked for ``requested`` (None: BGSERVICE_QUALITY)."""
+        quality = requested or self.settings.quality
+        return self.auto_quality if quality == "auto" else quality
+
+    def matter(self, quality: str) -> Matter:
+        m = self._matters.get(quality)
+        if m is None:
+            model = get_model(BEST_MODEL, self.settings.device)
+            m = self._matters[quality] = Matter(model, MatteConfig.for_quality(quality))
+        return m
 
     @property
     def context_before(self) -> int:
-        return self.matter.context_before
+        return self._context
 
     @property
     def context_after(self) -> int:
-        return self.matter.context_after
+        return self._context
 
-    def matte(self, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
-        """(alpha float32 [N,H,W] 0..1, foreground colours uint8 [N,H,W,3]) for the shard's frames."""
-        return self.matter(shard.frames, shard.before, shard.after)
+    def matte(self, shard: Shard, quality: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(alpha float32 [N,H,W] 0..1, foreground colours uint8 [N,H,W,3]) for the shard's frames, in the
+        job's ``quality`` (:meth:`resolve_quality`)."""
+        matter = self.matter(self.resolve_quality(quality))
+        return matter(shard.frames, shard.before, shard.after, shard.start)
 
-    def __call__(self, shard: Shard, backdrop: Backdrop | np.ndarray) -> np.ndarray:
+    def __call__(
+        self, shard: Shard, backdrop: Backdrop | np.ndarray, quality: str | None = None
+    ) -> np.ndarray:
         """The shard's output frames: RGB [N,H,W,3] (composite), RGBA [N,H,W,4] (transparent) or the
         matte [N,H,W,1]. ``backdrop``: the job's, or a bare plate (composite over it)."""
         if isinstance(backdrop, np.ndarray):
             backdrop = Backdrop(plate=backdrop)
-        alpha, foreground = self.matte(shard)
+        alpha, foreground = self.matte(shard, quality)
         if backdrop.render == "matte":
             return alpha_u8(alpha)
         if backdrop.render == "transparent":
@@ -84,6 +115,13 @@ class ShardProcessor:
         if plate is None:
             raise ValueError(f"shard {shard.index}: no background to composite over")
         return composite(foreground, alpha, plate, out=out)
+
+
+def matter_context(cfg: MatteConfig) -> int:
+    """Context frames a :class:`Matter` with ``cfg`` may read on each side (an upper bound)."""
+    ctx = (cfg.temporal_radius if cfg.temporal else 0) + (cfg.crop_window if cfg.crop_pass else 0)
+    ctx = max(ctx, cfg.gate_hold if cfg.gate else 0)
+    return ctx + (cfg.prior_every // 2 if cfg.prior_model else 0)
 
 
 class OutputWriter:

@@ -64,7 +64,10 @@ class FakeShardWork:
     context_before = 2
     context_after = 1
 
-    def __call__(self, shard: Shard, plate: np.ndarray) -> np.ndarray:
+    def resolve_quality(self, requested: str | None) -> str:
+        return requested or "fast"
+
+    def __call__(self, shard: Shard, plate: np.ndarray, quality: str | None = None) -> np.ndarray:
         return np.asarray(255 - shard.frames, dtype=np.uint8)
 
 

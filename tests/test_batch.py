@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bgservice.batch import default_report_path, parse_line
-from bgservice.errors import InvalidBackground, InvalidManifest, InvalidTrim
+from bgservice.errors import InvalidBackground, InvalidManifest, InvalidRequest, InvalidTrim
 from bgservice.media.ffmpeg import ClipSpec, synth_clip
 from tests.dagtools import REPO, TALKING_HEAD, local_ray
 from tests.outputs import inspect
@@ -59,6 +59,11 @@ def test_lines_are_validated_like_every_other_entry_point(tmp_path: Path) -> Non
     for raw, error in cases:
         with pytest.raises(error):
             parse_line(raw)
+    assert parse_line(json.dumps({"videoUrl": "/v.mp4", "output": out, "quality": "best"})).quality == "best"
+    assert parse_line(json.dumps({"videoUrl": "/v.mp4", "output": out})).quality is None
+    for bad in ("ultra", 1):
+        with pytest.raises(InvalidRequest, match="quality"):
+            parse_line(json.dumps({"videoUrl": "/v.mp4", "output": out, "quality": bad}))
     assert default_report_path("/x/jobs.jsonl") == "/x/jobs.report.jsonl"
     assert default_report_path("s3://b/m/jobs.jsonl") == "s3://b/m/jobs.report.jsonl"
 
@@ -109,6 +114,7 @@ def test_manifest_with_one_bad_line_runs_the_rest_and_exits_1(
         (3, "done", None),
     ]
     assert report[0]["duration_seconds"] == pytest.approx(1.0, abs=0.05)
+    assert report[0]["quality"] == "fast"  # BGSERVICE_QUALITY=auto on a CPU pool
     assert report[2]["duration_seconds"] == pytest.approx(1.0, abs=0.05)
     assert inspect(str(tmp_path / "a.mp4")).frames == 30
     assert inspect(str(tmp_path / "out" / "c.mp4")).frames == 25

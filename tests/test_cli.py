@@ -93,6 +93,30 @@ def test_background_replaced_and_subject_kept(talking_head_blue: tuple[Path, Pat
     assert checked >= 6
 
 
+def test_quality_best_runs_modnet_and_says_so(videos: Path, tmp_path: Path) -> None:
+    """``--quality best`` (MODNet, ~0.3-1 s a frame on this CPU: 12 frames) keeps the subject and replaces
+    the background like ``fast``; the mode that ran is printed (and is in the job's result)."""
+    src, out = videos / TALKING_HEAD, tmp_path / "best.mp4"
+    done = run_cli("process", str(src), "-o", str(out), "--background", "#1E90FF", "--end", "0.4",
+                   "--quality", "best")
+    assert done.returncode == 0, done.stderr
+    assert "quality best" in done.stdout
+    vr = decord.VideoReader(str(src))
+    blue = np.array([30, 144, 255], np.float32)
+    produced = list(frames(str(out)))
+    assert len(produced) == 12
+    for i in (0, 11):
+        original = vr[i].asnumpy()
+        sure_bg, sure_fg = key_regions(original)
+        assert np.abs(produced[i][sure_bg].astype(np.float32) - blue).mean() < 12
+        kept = produced[i][sure_fg].astype(np.float32) - original[sure_fg].astype(np.float32)
+        assert np.abs(kept).mean() < 12
+    bad = run_cli("process", str(src), "-o", str(tmp_path / "x.mp4"), "--quality", "ultra")
+    assert bad.returncode == 2 and "invalid choice: 'ultra'" in bad.stderr
+    env_bad = run_cli("process", str(src), "-o", str(tmp_path / "x.mp4"), env={"BGSERVICE_QUALITY": "ultra"})
+    assert "error: invalid_settings: BGSERVICE_QUALITY" in env_bad.stderr
+
+
 def test_trim_cuts_video_and_audio_alike(videos: Path, tmp_path: Path) -> None:
     src = videos / TALKING_HEAD
     out = tmp_path / "trim.mp4"
@@ -308,7 +332,7 @@ def test_default_engine_runs_in_process_without_a_cluster_and_gives_the_same_fra
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.rstrip().endswith("engine local"), done.stdout
+    assert done.stdout.rstrip().endswith("engine local, quality fast"), done.stdout
     produced, reference = list(frames(str(out))), list(frames(str(local_out)))
     assert len(produced) == len(reference)
     worst = max(

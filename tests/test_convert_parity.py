@@ -21,6 +21,7 @@ import onnxruntime as ort
 import pytest
 
 from bgservice.models.convert import SOURCES, ConversionError, convert_wheel
+from bgservice.models.pack_modnet import NOTICE_MARKER
 from bgservice.models.pose import letterbox_input
 from bgservice.models.selfie import SelfieSegmentation, SelfieSegmentationLandscape, data_path, resize_frame
 from tests.conftest import REPO, need
@@ -213,10 +214,18 @@ def test_pose_onnx_matches_tflite_on_real_crops(
 
 def test_committed_files_are_what_the_converter_writes(converted: Path) -> None:
     """Regenerating from the pinned wheel reproduces the committed models, NOTICE and SHA256SUMS."""
-    for name in [*ALL_FILES, "SHA256SUMS", "NOTICE"]:
+    for name in ALL_FILES:
         fresh = (converted / name).read_bytes()
         committed = data_path(name).read_bytes()
         assert fresh == committed, f"{name} differs from a fresh conversion: rerun bgservice.models.convert"
+    # SHA256SUMS and NOTICE also carry MODNet (bgservice.models.pack_modnet, tests/test_modnet.py): compare
+    # the MediaPipe lines and the NOTICE up to MODNet's section
+    fresh_sums = (converted / "SHA256SUMS").read_text().splitlines()
+    committed_sums = [ln for ln in data_path("SHA256SUMS").read_text().splitlines()
+                      if ln.split("  ", 1)[-1] in ALL_FILES]
+    assert fresh_sums == committed_sums
+    committed_notice = data_path("NOTICE").read_text().split("\n" + NOTICE_MARKER, 1)[0].rstrip("\n") + "\n"
+    assert (converted / "NOTICE").read_text() == committed_notice
 
 
 def test_converter_refuses_a_tflite_it_was_not_checked_against(wheel: Path, tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def test_dag_equals_core(
     assert n_dag == n_ref == result.frames == 30
     assert worst <= 0.5
     assert result.has_audio and (result.width, result.height) == (480, 360)
+    assert result.quality == "fast"  # BGSERVICE_QUALITY=auto on Segmenters without CUDA
     dones = [d for d, _ in seen]
     assert dones == sorted(dones) and seen[-1] == (30, 30)
     if shard_frames < 30:

@@ -245,3 +245,82 @@ def test_composite_pixels() -> None:
     buf = fg.copy()
     assert composite(buf, alpha, plate, out=buf) is buf
     assert np.array_equal(buf, out)
+
+
+# --- quality modes and the person-presence gate -----------------------------------------------------------
+
+FAST, BEST = MatteConfig.fast(), MatteConfig.best()
+
+
+@pytest.fixture(scope="module")
+def occluded(videos: Path) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """24 frames of a talking head over a pan across the chelsea photo, and the same frames with a card
+    (the coffee photo: a cup and saucer, the object the Selfie model calls "person") over the upper
+    60 % of the frame -- the head -- on frames 6-15 (10 frames)."""
+    import decord
+
+    vr = decord.VideoReader(str(videos / "talking_head_cremad_1001_DFA_ANG_XX.flv"))
+    try:
+        raw = vr.get_batch(list(range(10, 34))).asnumpy()
+    finally:
+        del vr
+    keyed = [key_frame(f) for f in raw]
+    clean = np.stack([composite_keyed(k, b) for k, b in zip(keyed, pan_background("chelsea", 24, H, W),
+                                                            strict=True)])
+    card = cv2.resize(np.asarray(__import__("skimage.data").data.coffee()), (W, int(H * 0.6)))
+    dirty = clean.copy()
+    dirty[6:16, : card.shape[0]] = card
+    return clean, dirty, [k.alpha for k in keyed]
+
+
+Occluded = tuple[np.ndarray, np.ndarray, list[np.ndarray]]
+
+
+def test_occluded_person_comes_back_within_three_frames(model: SegmentationModel, occluded: Occluded) -> None:
+    clean, dirty, truth = occluded
+    ref, _ = run(model, FAST, clean)
+    got, _ = run(model, FAST, dirty)
+    # before the card, and from the 3rd frame after it left (frame 18), the matte is the unoccluded one
+    # (IoU >= 0.9, the issue's bar; the gate's hold keeps frames 6-15 "person" too)
+    for t in [*range(0, 6), *range(18, 24)]:
+        score = M.iou(got[t], ref[t])
+        assert score >= 0.9, f"frame {t}: IoU {score:.3f} with the unoccluded matte"
+    # the body below the card is never blanked out (no blink): most of it stays matted
+    body = truth[10] > 0.5
+    body[: int(H * 0.6)] = False
+    for t in range(6, 16):
+        assert float((got[t][body] > 0.5).mean()) > 0.5, f"frame {t}: the visible body blinked out"
+
+
+@pytest.mark.parametrize("cfg", [FAST, BEST], ids=["fast", "best"])
+def test_person_free_frames_are_background(model: SegmentationModel, cfg: MatteConfig) -> None:
+    """A pan across the coffee photo (the Selfie models: 54-70 % "person") and the chelsea photo (MODNet:
+    85-97 % "person"): the gate leaves >= 99 % of the pixels background (the issue's bar)."""
+    main = model if cfg.quality == "fast" else get_model("modnet", "cpu")
+    for bg in ("coffee", "chelsea"):
+        frames = np.stack(list(pan_background(bg, 6, H, W)))
+        alpha, _ = run(main, cfg, frames)
+        share = float((alpha > 0.5).mean())
+        assert share <= 0.01, f"{bg}: {share:.1%} of the pixels marked as person"
+
+
+def test_best_quality_on_a_talking_head(chelsea: Clip) -> None:
+    """MODNet with the re-tuned refinement on 6 frames (the benchmark's ANG/chelsea-like clips: MAD ~1.3-1.9,
+    IoU 0.996)."""
+    alpha, _ = run(get_model("modnet", "cpu"), BEST, chelsea.frames[:6])
+    assert mad(alpha, chelsea.alpha[:6]) < 3.0
+    assert iou(alpha, chelsea.alpha[:6]) > 0.99
+
+
+@pytest.mark.parametrize("size", [3, 7])
+def test_fast_mode_does_not_depend_on_where_the_video_is_cut(model: SegmentationModel, size: int,
+                                                             occluded: tuple[np.ndarray, np.ndarray,
+                                                                             list[np.ndarray]]) -> None:
+    """The sparse prior (every 4th frame of the video) and the gate's hold read only context frames."""
+    frames = occluded[1][:16]  # the card arrives at frame 6: the gate and the prior both change
+    matter = Matter(model, FAST)
+    whole, _ = matter(frames, EMPTY, EMPTY, 0)
+    kb, ka = matter.context_before, matter.context_after
+    parts = [matter(frames[s:s + size], frames[max(0, s - kb):s], frames[s + size:s + size + ka], s)[0]
+             for s in range(0, len(frames), size)]
+    assert np.array_equal(np.concatenate(parts), whole)

@@ -76,9 +76,9 @@ def test_loads_through_the_registry(name: str) -> None:
 
 
 def test_unknown_name_lists_the_models() -> None:
-    assert model_names() == tuple(ALL_NAMES)
-    with pytest.raises(ValueError, match=r"unknown model 'modnet'.*selfie, selfie_landscape, pose_full"):
-        get_model("modnet")
+    assert model_names() == (*ALL_NAMES, "modnet")  # modnet: tests/test_modnet.py
+    with pytest.raises(ValueError, match=r"unknown model 'u2net'.*selfie_landscape, pose_full, modnet"):
+        get_model("u2net")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -77,6 +77,21 @@ def test_job_spec_validates_everything() -> None:
         JobSpec.build("in.mp4", "out.mp4", start="soon")
 
 
+def test_quality_is_fast_best_or_unset_and_round_trips() -> None:
+    assert JobSpec.build("in.mp4", "out.mp4").quality is None
+    spec = JobSpec.build("in.mp4", "out.mp4", colour="#123", end="2", quality="best")
+    assert spec.quality == "best"
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    assert JobSpec.from_dict(JobSpec.build("a", "b").to_dict()).quality is None
+    for bad in ("ultra", "", "FAST ", 3):
+        if bad == "FAST ":
+            assert JobSpec.build("a", "b", quality=bad).quality == "fast"  # type: ignore[arg-type]
+            continue
+        with pytest.raises(errors.InvalidRequest, match="quality must be one of fast, best") as info:
+            JobSpec.build("a", "b", quality=bad)  # type: ignore[arg-type]
+        assert info.value.code == "invalid_request"
+
+
 def test_errors_pickle_with_code_and_message() -> None:
     for cls in (
         errors.InvalidInput,

@@ -24,6 +24,7 @@ class JobResult:
     width: int
     height: int
     has_audio: bool
+    quality: str = ""  # the matte quality that ran: "fast" or "best" (resolved by the Segmenters)
 
 
 class Engine(Protocol):

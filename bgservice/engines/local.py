@@ -122,7 +122,7 @@ def run_job(
             if cancel is not None and cancel.is_set():
                 raise JobCancelled("the job was cancelled")
             with stage.timed("process"):
-                return processor(shard, backdrop)
+                return processor(shard, backdrop, spec.quality)
 
         with OrderedMap(work, shards, workers=workers, depth=workers) as done:
             for shard, frames in done:
@@ -141,6 +141,7 @@ def run_job(
             width=info.out_width,
             height=info.out_height,
             has_audio=info.audio is not None,
+            quality=processor.resolve_quality(spec.quality),
         )
 
 

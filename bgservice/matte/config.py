@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+QUALITIES = ("fast", "best")
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,60 @@ class MatteConfig:
     ensemble: bool = True
     # alpha within ``snap`` of 0 / 1 becomes exactly 0 / 1 (keeps the uncertain band, and the work, small)
     snap: float = 1.0 / 255.0
+    # prior (fast mode): MODNet at a low resolution multiplies the first-pass mask, after its person mask
+    # (> prior_threshold) is grown by prior_grow x the model grid's diagonal and feathered: what the
+    # matting model calls background far from the person (a cup behind the head) stops being "person"
+    prior_model: str = ""
+    prior_short_side: int = 192  # 128 misses parts of the head on busy photos (tuning set)
+    prior_threshold: float = 0.3
+    prior_grow: float = 0.03
+    prior_min_area: float = 0.02
+    prior_every: int = 4  # the prior runs on every 4th frame of the video; the others use the nearest one
+    # multiply the mask by the prior (False: the prior is only the gate's second opinion). Off: on the
+    # tuning set it changed nothing on the talking heads, did not remove a cup behind the head (MODNet
+    # mattes it too) and cost the DAVIS dancer 0.808 -> 0.795 IoU
+    prior_mask: bool = False
+    # drop the mask's connected parts the prior's person does not touch (another person in the footage)
+    prior_components: bool = False
+    # person-presence gate: a frame is "nobody there" (all background) when the main mask and a second
+    # opinion (fast: the prior; best: the Selfie ensemble) disagree -- under gate_agreement of either's
+    # > 0.5 mask inside the other's while their union covers >= gate_min_area of the frame -- and
+    # MediaPipe Pose's presence score on the whole frame is under gate_pose. Hysteresis: a frame stays
+    # "person" while any frame within +-gate_hold of it is one (a person briefly occluded does not blink
+    # out); gate_hold is within the context frames, so the decision does not depend on where the video is
+    # cut.
+    gate: bool = True
+    gate_agreement: float = 0.3
+    gate_min_area: float = 0.01
+    gate_pose: float = 0.98  # 0.9 let a motorcycle photo through (pose presence 0.96; people: 0.99+)
+    gate_hold: int = 5
+    # the quality this configuration belongs to (recorded in the job's result)
+    quality: str = "fast"
 
     @classmethod
     def raw(cls) -> MatteConfig:
         """The baseline: the model's mask upsampled bilinearly, nothing else."""
         return cls(guided=False, temporal=False, fusion=False, crop_pass=False, ensemble=False,
-                   sharpen=1.0, snap=0.0)
+                   sharpen=1.0, snap=0.0, gate=False)
+
+    @classmethod
+    def fast(cls) -> MatteConfig:
+        """``fast``: MediaPipe Selfie (+ landscape ensemble, pose crop pass); MODNet at short side 192 on
+        every 4th frame is the person gate's second opinion."""
+        return cls(prior_model="modnet")
+
+    @classmethod
+    def best(cls) -> MatteConfig:
+        """``best``: MODNet with the refinement re-tuned for it on the tuning set (benchmarks/RESULTS.md):
+        guided filter, contrast and temporal window kept (each pays on the talking heads), no ensemble;
+        the crop pass for small subjects runs MediaPipe Pose on the crop (DAVIS IoU 0.804; MODNet on the
+        crop 0.550, no crop pass 0.694)."""
+        return replace(cls(), quality="best", ensemble=False)
+
+    @classmethod
+    def for_quality(cls, quality: str) -> MatteConfig:
+        if quality == "fast":
+            return cls.fast()
+        if quality == "best":
+            return cls.best()
+        raise ValueError(f"unknown quality {quality!r}; expected one of {', '.join(QUALITIES)}")

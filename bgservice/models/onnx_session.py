@@ -113,10 +113,12 @@ def create_session(
     sums_path: Path | None = None,
     intra_op_threads: int | None = None,
     available: Sequence[str] | None = None,
+    model: bytes | None = None,
 ) -> ort.InferenceSession:
     """An InferenceSession for ``model_path`` on ``device`` (see the module doc for the rule).
 
-    ``sums_path`` (default: ``SHA256SUMS`` beside the model) is checked first.
+    ``sums_path`` (default: ``SHA256SUMS`` beside the model) is checked first. ``model``: the graph to
+    run instead of the file's own, derived from the (checked) file in memory (MODNet's fp16 variant).
     """
     verify_sha256(model_path, sums_path or model_path.with_name("SHA256SUMS"))
     providers = choose_providers(device, available)
@@ -128,7 +130,8 @@ def create_session(
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # errors only: a CUDA fallback is reported by us, not by ORT's logger
     provider_args: list[Any] = list(providers)
-    session = ort.InferenceSession(str(model_path), sess_options=opts, providers=provider_args)
+    source: str | bytes = str(model_path) if model is None else model
+    session = ort.InferenceSession(source, sess_options=opts, providers=provider_args)
     active = session.get_providers()
     if device == "cuda" and CUDA not in active:
         raise DeviceUnavailable(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 
 from bgservice.models.base import SegmentationModel
+from bgservice.models.modnet import ModnetMatting
 from bgservice.models.pose import PoseSegmentation
 from bgservice.models.selfie import OnnxSelfieModel, SelfieSegmentation, SelfieSegmentationLandscape
 
-MODELS: dict[str, type[OnnxSelfieModel]] = {
+MODELS: dict[str, type[OnnxSelfieModel] | type[ModnetMatting]] = {
     SelfieSegmentation.name: SelfieSegmentation,
     SelfieSegmentationLandscape.name: SelfieSegmentationLandscape,
     PoseSegmentation.name: PoseSegmentation,  # for crops around one person (the matte's crop pass)
+    ModnetMatting.name: ModnetMatting,  # portrait matting: the ``best`` quality (bgservice.matte.config)
 }
 
 _cache: dict[tuple[str, str], SegmentationModel] = {}

@@ -110,6 +110,8 @@ class JobStats:
     decoder_actor_id: str = ""
     encoder_actor_id: str = ""
     timeline: dict[str, float] = field(default_factory=dict)  # phase -> seconds since submit
+    # matte qualities the Segmenters ran (one, unless a pool mixes GPU and CPU Segmenters under "auto")
+    qualities: list[str] = field(default_factory=list)
 
     def mark(self, phase: str, t0: float) -> None:
         self.timeline[phase] = round(time.monotonic() - t0, 3)
@@ -276,6 +278,7 @@ class _JobRun:
                 width=encoded.width,
                 height=encoded.height,
                 has_audio=media.info.audio is not None,
+                quality="+".join(h.stats.qualities),
             )
         finally:
             self._cleanup(ok)
@@ -365,7 +368,7 @@ class _JobRun:
             key, segmenter = lease
             self.leases[index] = key
             status_ref, out_ref = segmenter.process.options(num_returns=2).remote(
-                self.shard_refs[index], backdrop_ref
+                self.shard_refs[index], backdrop_ref, self.spec.quality
             )
             self.pending[status_ref] = ("segment", index, key, out_ref)
         elif kind == "segment":
@@ -386,6 +389,8 @@ class _JobRun:
                 raise stage_error(exc, "segment") from exc
             self.pool.release.remote(self.leases.pop(index, key), h.job_id)
             h.stats.segmenter_pids.add(done.pid)
+            if done.quality and done.quality not in h.stats.qualities:
+                h.stats.qualities.append(done.quality)
             if not h.stats.shards:
                 h.stats.mark("first_shard", self.t0)
             h.stats.shards += 1

@@ -36,7 +36,11 @@ class ShardWork(Protocol):
     @property
     def context_after(self) -> int: ...
 
-    def __call__(self, shard: Shard, backdrop: Backdrop | np.ndarray) -> np.ndarray: ...
+    def resolve_quality(self, requested: str | None) -> str: ...
+
+    def __call__(
+        self, shard: Shard, backdrop: Backdrop | np.ndarray, quality: str | None = None
+    ) -> np.ndarray: ...
 
 
 def _current_node_id() -> str:
@@ -75,15 +79,21 @@ class Segmenter:
             shards_done=self._shards_done,
         )
 
-    def process(self, shard: Shard, backdrop: Backdrop | np.ndarray) -> tuple[SegmentDone, Segment]:
+    def process(
+        self, shard: Shard, backdrop: Backdrop | np.ndarray, quality: str | None = None
+    ) -> tuple[SegmentDone, Segment]:
         """One shard's output frames (composited, RGBA or the matte); returns (small status, frames). The
-        DAG fetches only the status."""
+        DAG fetches only the status. ``quality``: the job's request (None: BGSERVICE_QUALITY; ``auto`` is
+        decided here, by the process that has -- or has not -- the GPU); the mode that ran is in the
+        status."""
         t0 = time.perf_counter()
-        frames = self._work(shard, backdrop)
+        mode = self._work.resolve_quality(quality)
+        frames = self._work(shard, backdrop, mode)
         if frames.dtype != np.uint8 or frames.shape[0] != len(shard):
             raise ValueError(f"shard {shard.index}: bad output {frames.dtype} {frames.shape}")
         self._shards_done += 1
         done = SegmentDone(
-            index=shard.index, frames=len(shard), pid=os.getpid(), seconds=time.perf_counter() - t0
+            index=shard.index, frames=len(shard), pid=os.getpid(), seconds=time.perf_counter() - t0,
+            quality=mode,
         )
         return done, Segment(index=shard.index, start=shard.start, frames=frames, pts=shard.pts)

@@ -50,6 +50,7 @@ class SegmentDone:
     frames: int
     pid: int
     seconds: float
+    quality: str = ""  # the matte quality the Segmenter ran ("fast" / "best")
 
 
 @dataclass(frozen=True)
