@@ -230,7 +230,6 @@ class JobSpec:
     background: Background = field(default_factory=Background)
     start: float | None = None
     end: float | None = None
-    quality: str | None = None
     # A stranger's job (the HTTP API): every source goes through the safe fetcher's rules
     # (bgservice.io.fetch.fetch_to_local). ``assets`` maps the asset ids the job uses to the service's own
     # storage URLs (resolved at submit), so the decoder stage needs no database.
@@ -281,7 +280,6 @@ class JobSpec:
             background=background,
             start=parse_time(start, name="start"),
             end=parse_time(end, name="end"),
-            quality=parse_quality(quality),
             output_format=fmt,
             quality=parse_quality(quality),
         )
