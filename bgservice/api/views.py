@@ -64,7 +64,7 @@ def _result(service: Service, record: JobRecord, base_url: str, deleted: bool) -
         folder_id=folder,
         content_type=files.format_info(fmt).content_type,
         output_format=fmt,
-        quality=str(result["quality"]) if result.get("quality") else None,
+        quality=record.quality or (str(result["quality"]) if result.get("quality") else None),
         duration_seconds=duration,
         expires_at=rfc3339(expires_at),
         expired=expired,
