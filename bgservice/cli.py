@@ -20,6 +20,7 @@ from bgservice.engines import ENGINES, JobResult, ProgressFn, get_engine
 from bgservice.errors import (
     InvalidBackground,
     InvalidBackgroundImage,
+    InvalidBackgroundVideo,
     InvalidInput,
     Unauthorized,
     as_service_error,
@@ -138,16 +139,33 @@ def _client_parsers(commands: Any) -> None:
     s.add_argument(
         "-o",
         "--output",
-        metavar="OUT.mp4",
-        help="where to save the result (default: INPUT's name + -bg.mp4 in the current directory)",
+        metavar="OUT",
+        help="where to save the result (default: INPUT's name + -bg and the format's extension, .mp4, "
+        ".webm or .mov, in the current directory); its extension implies the format",
     )
-    # not an argparse mutually exclusive group: giving both is the documented invalid_background, exit 2
+    s.add_argument(
+        "--format",
+        metavar="FORMAT",
+        help="mp4 (default), webm (transparent VP9), mov (transparent ProRes 4444), matte (the alpha as "
+        "greyscale H.264); must agree with -o's extension",
+    )
+    # not an argparse mutually exclusive group: giving two is the documented invalid_background, exit 2
     s.add_argument("--background", metavar="HEX", help="solid colour, #RGB or #RRGGBB (default: white)")
     s.add_argument(
         "--background-image",
         metavar="PATH_OR_URL",
-        help="JPEG/PNG/WebP stretched to the frame (a local file is uploaded)",
+        help="JPEG/PNG/WebP behind the subject (a local file is uploaded)",
     )
+    s.add_argument(
+        "--background-video",
+        metavar="PATH_OR_URL",
+        help="a video behind the subject, looped or cut to length (a local file is uploaded)",
+    )
+    s.add_argument("--background-blur", metavar="N", help="the original background blurred, 1..100")
+    s.add_argument(
+        "--fit", metavar="MODE", help="image/video background: stretch (default), cover, contain"
+    )
+    s.add_argument("--quality", metavar="MODE", help="fast or best (default: the service's setting)")
     s.add_argument("--start", metavar="T", help="trim start: seconds (12.5) or [hh:]mm:ss(.fff)")
     s.add_argument("--end", metavar="T", help="trim end (clamped to the video's end)")
     s.add_argument("--no-wait", action="store_true", help="print the job id and exit once it is queued")
@@ -249,10 +267,11 @@ def _bytes_bar(label: str) -> tuple[Callable[[int, int], None], Callable[[], Non
 def _upload(client: Client, path: str, what: str) -> str:
     local = Path(path)
     if not local.is_file():
-        field = "videoUrl" if what == "input" else "imageUrl"
-        raise (InvalidInput if what == "input" else InvalidBackgroundImage)(
-            f"{path}: no such file (give a local file, a URL or an asset id)", field=field
-        )
+        error, field = {
+            "input": (InvalidInput, "videoUrl"),
+            "background video": (InvalidBackgroundVideo, "backgroundVideoUrl"),
+        }.get(what, (InvalidBackgroundImage, "imageUrl"))
+        raise error(f"{path}: no such file (give a local file, a URL or an asset id)", field=field)
     update, close = _bytes_bar(f"upload {local.name[:30]}")
     try:
         return client.upload(local, progress=update).asset_id
@@ -261,15 +280,38 @@ def _upload(client: Client, path: str, what: str) -> str:
 
 
 def submit(args: argparse.Namespace) -> int:
+    from bgservice.spec import Background, parse_blur, parse_quality, resolve_output_format
+
     if args.background is not None and args.background_image is not None:
         raise InvalidBackground("give --background or --background-image, not both", field="back_ground")
+    # the same checks as `bgservice process` (exit 2) before anything is uploaded
+    fmt = resolve_output_format(args.output or "", args.format) if args.format or args.output else None
+    blur = parse_blur(args.background_blur)
+    background = Background.parse(
+        args.background, args.background_image, args.background_video, blur, args.fit
+    )
+    if fmt == "matte" and background.given:
+        raise InvalidBackground("the matte output has no background: leave the background out")
+    quality = parse_quality(args.quality)
     with _client(args) as client:
         video = args.input if _is_remote(args.input) else _upload(client, args.input, "input")
         image = args.background_image
         if image is not None and not _is_remote(image):
             image = _upload(client, image, "background image")
+        bg_video = args.background_video
+        if bg_video is not None and not _is_remote(bg_video):
+            bg_video = _upload(client, bg_video, "background video")
         accepted = client.submit(
-            video, background=args.background, image=image, start=args.start, end=args.end
+            video,
+            background=args.background,
+            image=image,
+            start=args.start,
+            end=args.end,
+            output_format=fmt if args.format or fmt != "mp4" else None,
+            background_blur=blur,
+            background_video=bg_video,
+            fit=background.fit if args.fit is not None else None,
+            quality=quality,
         )
         if args.no_wait:
             print(accepted.id)
@@ -289,7 +331,8 @@ def submit(args: argparse.Namespace) -> int:
             return 130
         finally:
             bar.close()
-        out = Path(args.output) if args.output else Path.cwd() / f"{_stem(args.input) or job.id}-bg.mp4"
+        ext = job.result_data.extension if job.result_data is not None else ".mp4"
+        out = Path(args.output) if args.output else Path.cwd() / f"{_stem(args.input) or job.id}-bg{ext}"
         update, close = _bytes_bar(f"download {out.name[:30]}")
         try:
             client.download(job, out, progress=update)

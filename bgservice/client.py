@@ -109,6 +109,14 @@ class ResultData(_Model):
     expires_at: datetime | None
     expired: bool
     usage: Usage
+    output_format: str = "mp4"
+    quality: str | None = None  # the matte quality that ran (fast / best)
+
+    @property
+    def extension(self) -> str:
+        """The result's file extension (``.mp4``, ``.webm``, ``.mov``), from its key."""
+        name = self.key.rsplit("/", 1)[-1]
+        return name[name.rfind(".") :] if "." in name else ".mp4"
 
 
 class JobError(_Model):
@@ -248,14 +256,21 @@ class Client:
         start: float | str | None = None,
         end: float | str | None = None,
         callback_url: str | None = None,
+        output_format: str | None = None,
+        background_blur: int | None = None,
+        background_video: str | None = None,
+        fit: str | None = None,
+        quality: str | None = None,
         extra: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> Accepted:
         """Submit a job. ``video`` and ``image`` are URLs or asset ids; ``background`` a hex colour.
 
-        Neither ``background`` nor ``image``: the subject over white. ``extra`` adds body fields other
-        issues define (quality, output format, ...). One ``Idempotency-Key`` (``idempotency_key`` or a
-        fresh UUID) goes with every attempt, so retries never make a second job.
+        Neither ``background`` nor ``image``: the subject over white. ``output_format`` mp4 | webm | mov |
+        matte (``outputFormat``), ``background_blur`` 1..100, ``background_video`` a URL or asset id
+        (``backgroundVideoUrl``), ``fit`` stretch | cover | contain, ``quality`` fast | best: see the
+        README's HTTP API section. ``extra`` adds other body fields as given. One ``Idempotency-Key``
+        (``idempotency_key`` or a fresh UUID) goes with every attempt, so retries never make a second job.
         """
         body: dict[str, Any] = {"videoUrl": video}
         if background is not None:
@@ -268,6 +283,15 @@ class Client:
             body["end"] = end
         if callback_url is not None:
             body["callbackUrl"] = callback_url
+        for name, value in (
+            ("outputFormat", output_format),
+            ("backgroundBlur", background_blur),
+            ("backgroundVideoUrl", background_video),
+            ("fit", fit),
+            ("quality", quality),
+        ):
+            if value is not None:
+                body[name] = value
         if extra:
             body.update(extra)
         key = idempotency_key or str(uuid.uuid4())

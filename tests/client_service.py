@@ -1,6 +1,7 @@
 """One ``bgservice serve`` (a real local Ray, Serve, the runner) for the client, CLI and web-page tests.
 
-Session-scoped, so the three modules (tests/test_client.py, test_submit_cli.py, test_web.py) start Ray
+Session-scoped, so the three modules (tests/test_client.py, test_submit_cli.py, test_web.py,
+test_api_outputs.py) start Ray
 once. Each test module uses its own configured key, so listings and rate-limit buckets do not mix.
 """
 
@@ -19,6 +20,8 @@ KEYS = {
     "cli": "kc-cli-0003",
     "web": "kc-web-0004",
     "drop": "kc-drop-0005",
+    "outputs": "kc-outputs-0006",  # tests/test_api_outputs.py: the jobs that run
+    "refused": "kc-refused-0007",  # tests/test_api_outputs.py: the refused submits (their own bucket)
 }
 QUOTA = 30  # per key and minute: a token every 2 s, so an emptied bucket says Retry-After: 2
 

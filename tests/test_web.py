@@ -166,13 +166,16 @@ def test_no_preview_for_flv_still_works(live_service: LiveService, videos: Path,
     expect(page.locator("#no-preview")).to_be_visible(timeout=30_000)
     expect(page.locator("#upload-text")).to_have_text("uploaded", timeout=60_000)
     page.fill("#end", "0.5")
+    page.select_option("#format", "webm")  # transparent: played over a checkerboard
     page.click("#submit")
     expect(page.locator("#result-box")).to_be_visible(timeout=JOB_MS)
     expect(page.locator("#original-missing")).to_be_visible()
+    expect(page.locator("#result")).to_have_class("checker")
+    assert (page.get_attribute("#download", "download") or "").endswith(".webm")
     page.wait_for_function("document.getElementById('result').readyState >= 2", timeout=60_000)
     result = page.evaluate(SAMPLE, ["result", 0.1, 4, 4])
     assert (result["width"], result["height"]) == (480, 360)
-    assert all(v >= 240 for v in result["pixel"]), result["pixel"]  # removed: white
+    assert all(v <= 16 for v in result["pixel"]), result["pixel"]  # removed: transparent, nothing drawn
 
 
 def test_controls_are_labelled_and_reachable(live_service: LiveService, page: Any) -> None:

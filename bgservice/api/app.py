@@ -50,11 +50,19 @@ from bgservice.api.models import (
 from bgservice.api.service import MAX_JSON_BYTES, Service
 from bgservice.errors import InputTooLarge, InvalidRequest, NotFound, RateLimited, ServiceUnavailable
 from bgservice.jobs.record import JobRecord, JobState
+from bgservice.spec import OUTPUT_FORMATS
 
 log = logging.getLogger("bgservice.api")
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+
+
+# what a result is served as (the key's extension follows the job's outputFormat)
+_RESULT_CONTENT: dict[str, Any] = {
+    ct: {"schema": {"type": "string", "format": "binary"}}
+    for ct in dict.fromkeys(info.content_type for info in OUTPUT_FORMATS.values())
+}
 
 
 def _err(description: str) -> dict[str, Any]:
@@ -511,11 +519,8 @@ def _routes(app: FastAPI) -> None:
         ),
         response_class=FileResponse,
         responses={
-            200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}},
-            206: {
-                "description": "the requested range",
-                "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
-            },
+            200: {"content": _RESULT_CONTENT},
+            206: {"description": "the requested range", "content": _RESULT_CONTENT},
             400: {
                 "description": "a malformed Range header",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
@@ -540,7 +545,10 @@ def _routes(app: FastAPI) -> None:
         if path is None or not path.is_file():
             raise NotFound("the result is gone")
         return FileResponse(
-            path, media_type="video/mp4", filename=path.name, content_disposition_type="inline"
+            path,
+            media_type=files.content_type_of_key(key),
+            filename=path.name,
+            content_disposition_type="inline",
         )
 
     @app.get(

@@ -2,7 +2,8 @@
 
 ::
 
-    <root>/<folder_id>/<job_id>.mp4      a result (its *key* is ``<folder_id>/<job_id>.mp4``)
+    <root>/<folder_id>/<job_id>.<ext>    a result (its *key* is ``<folder_id>/<job_id>.<ext>``: .mp4, .webm
+                                         or .mov, by the job's output format)
     <root>/assets/<asset_id>             an uploaded asset
 
 The root is a local directory (default ``<data dir>/storage``) or ``s3://bucket/prefix`` through s3fs
@@ -19,6 +20,7 @@ from typing import Any
 import fsspec
 
 from bgservice.settings import Settings
+from bgservice.spec import DEFAULT_FORMAT, OUTPUT_FORMATS, FormatInfo
 from bgservice.storage import is_local, local_path
 
 
@@ -46,8 +48,27 @@ def url_of(settings: Settings, key: str) -> str:
     return f"{storage_root(settings)}/{key}"
 
 
-def result_key(folder: str, job_id: str) -> str:
-    return f"{folder}/{job_id}.mp4"
+def result_key(folder: str, job_id: str, output_format: str | None = None) -> str:
+    """``{folder}/{job_id}{ext}``: the extension follows the format (``OUTPUT_FORMATS``)."""
+    return f"{folder}/{job_id}{format_info(output_format).extension}"
+
+
+def format_info(output_format: str | None) -> FormatInfo:
+    return OUTPUT_FORMATS.get(output_format or DEFAULT_FORMAT, OUTPUT_FORMATS[DEFAULT_FORMAT])
+
+
+def spec_format(spec: dict[str, Any] | None) -> str:
+    """The output format a stored job spec (``JobSpec.to_dict``) asked for (jobs from before: mp4)."""
+    value = (spec or {}).get("output_format")
+    return value if isinstance(value, str) and value in OUTPUT_FORMATS else DEFAULT_FORMAT
+
+
+def content_type_of_key(key: str) -> str:
+    """What a result file is served as, by its key's extension."""
+    for info in OUTPUT_FORMATS.values():
+        if key.endswith(info.extension):
+            return info.content_type
+    return "application/octet-stream"
 
 
 def asset_key(asset_id: str) -> str:

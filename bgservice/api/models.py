@@ -34,6 +34,28 @@ class SubmitRequest(BaseModel):
     imageUrl: str | None = Field(
         None, description="background image (JPEG/PNG/WebP): an http(s) URL or an asset id"
     )
+    backgroundVideoUrl: str | None = Field(
+        None,
+        description="background video (looped when shorter, cut when longer, its audio ignored): an http(s)"
+        " URL or an asset id",
+    )
+    backgroundBlur: int | None = Field(
+        None,
+        strict=True,
+        description="blur the original background: strength 1..100 (outside: invalid_background)",
+        json_schema_extra={"minimum": 1, "maximum": 100},
+    )
+    fit: Literal["stretch", "cover", "contain"] | None = Field(
+        None, description="how an image or video background meets the frame (default stretch)"
+    )
+    outputFormat: Literal["mp4", "webm", "mov", "matte"] | None = Field(
+        None,
+        description="mp4 (default), webm (transparent VP9), mov (transparent ProRes 4444) or matte (the"
+        " alpha as greyscale MP4)",
+    )
+    quality: Literal["fast", "best"] | None = Field(
+        None, description="matte quality: fast (Selfie) or best (MODNet); default: the service's setting"
+    )
     start: TimeValue | None = Field(None, description="trim start: seconds, or hh:mm:ss(.fff) / mm:ss")
     end: TimeValue | None = Field(None, description="trim end (clamped to the video's end)")
     callbackUrl: str | None = Field(
@@ -63,6 +85,11 @@ class NormalisedRequest(BaseModel):
     videoUrl: str
     back_ground: str | None = None
     imageUrl: str | None = None
+    backgroundVideoUrl: str | None = Field(None, exclude_if=lambda v: v is None)
+    backgroundBlur: int | None = Field(None, exclude_if=lambda v: v is None)
+    fit: str | None = Field(None, exclude_if=lambda v: v is None)
+    outputFormat: str | None = Field(None, exclude_if=lambda v: v is None)
+    quality: str | None = Field(None, exclude_if=lambda v: v is None)
     start: float | None = None
     end: float | None = None
     callbackUrl: str | None = Field(None, exclude_if=lambda v: v is None)  # shown only when given
@@ -77,9 +104,15 @@ class Usage(BaseModel):
 
 class ResultData(BaseModel):
     url: str | None = Field(description="signed download URL; null once the result expired or was deleted")
-    key: str = Field(description="{folder_id}/{job_id}.mp4")
+    key: str = Field(description="{folder_id}/{job_id}.{ext}: .mp4 (mp4, matte), .webm or .mov")
     folder_id: str
-    content_type: str = "video/mp4"
+    content_type: str = Field(
+        "video/mp4", description="video/mp4 (mp4, matte), video/webm (webm) or video/quicktime (mov)"
+    )
+    output_format: str = Field("mp4", description="the format written: mp4, webm, mov or matte")
+    quality: str | None = Field(
+        None, description="the matte quality that ran (fast or best); null for jobs that did not record it"
+    )
     duration_seconds: float
     expires_at: str = Field(description="RFC 3339 UTC: the earlier of the URL's end and the retention's")
     expired: bool

@@ -16,7 +16,8 @@ from bgservice.jobs.record import JobRecord
 
 def delete(service: Service, record: JobRecord, *, reason: str = "deleted") -> None:
     """Remove the object and remember it (the job then shows ``url: null, expired: true``). Idempotent."""
-    files.remove(service.settings, files.result_key(folder_id(record.owner or ""), record.id))
+    key = files.result_key(folder_id(record.owner or ""), record.id, files.spec_format(record.spec))
+    files.remove(service.settings, key)
     try:
         with service.writer.begin() as conn:
             conn.execute(

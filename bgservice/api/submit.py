@@ -2,7 +2,9 @@
 
 Decided here, before anything is queued (each a 4xx naming the field): the body's size (64 KiB -> 413)
 and shape (unknown fields, wrong types, an alias with its new name -> 422 ``invalid_request``), the
-colour and the choice of one background (``invalid_background``), the times (``invalid_trim``), every URL
+colour, the choice of at most one background (colour, image, video or blur), ``fit`` without an image or
+a video and ``matte`` with a background (``invalid_background``); the output format and the quality are
+enums (``invalid_request``), the times (``invalid_trim``), every URL
 (``url_not_allowed``, by the safe fetcher's submit-time rules) and every asset id (``invalid_asset``).
 What needs the video itself (``start`` past its end, a body that is not a video) fails the job later.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,8 +23,8 @@ from bgservice.api.auth import Caller
 from bgservice.api.errors import validation_message
 from bgservice.api.models import NormalisedRequest, SubmitRequest
 from bgservice.api.service import MAX_JSON_BYTES, Service
-from bgservice.errors import InputTooLarge, InvalidBackground, InvalidRequest, InvalidTrim
-from bgservice.spec import Background, JobSpec, parse_hex_colour
+from bgservice.errors import BgServiceError, InputTooLarge, InvalidBackground, InvalidRequest, InvalidTrim
+from bgservice.spec import DEFAULT_FORMAT, JobSpec, parse_blur, parse_hex_colour
 from bgservice.timecode import parse_time
 
 # RFC 9745 Deprecation: the moment input_url / background were renamed (2026-04-29T00:00:00Z).
@@ -107,9 +109,29 @@ def build(raw: bytes, service: Service, caller: Caller) -> Submission:
 
     colour = colour_text.strip() if colour_text else None
     image = body.imageUrl.strip() if body.imageUrl else None
-    if colour and image:
+    video_bg = body.backgroundVideoUrl.strip() if body.backgroundVideoUrl else None
+    given = [
+        name
+        for name, value in (
+            (colour_field, colour),
+            ("imageUrl", image),
+            ("backgroundVideoUrl", video_bg),
+            ("backgroundBlur", body.backgroundBlur),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise InvalidBackground(f"give at most one background, not {' and '.join(given)}", field=given[0])
+    if body.fit is not None and not (image or video_bg):
+        raise InvalidBackground("fit applies to a background image or video only", field="fit")
+    try:
+        parse_blur(body.backgroundBlur)
+    except InvalidBackground as exc:
+        raise InvalidBackground(exc.message, field="backgroundBlur") from None
+    fmt = body.outputFormat or DEFAULT_FORMAT
+    if fmt == "matte" and given:
         raise InvalidBackground(
-            "give back_ground (a colour) or imageUrl (an image), not both", field=colour_field
+            "the matte output has no background: leave the background out", field="outputFormat"
         )
     try:
         rgb = parse_hex_colour(colour) if colour else None
@@ -123,26 +145,38 @@ def build(raw: bytes, service: Service, caller: Caller) -> Submission:
     callback = _callback(body.callbackUrl, service)
     input_url = _source(video, video_field, service, caller, "video", spec_holder)
     image_url = _source(image, "imageUrl", service, caller, "image", spec_holder) if image else None
-    if rgb is not None:
-        background = Background(kind="colour", colour=rgb)
-    elif image_url is not None:
-        background = Background(kind="image", image_url=image_url)
-    else:
-        background = Background()
-    output = files.url_of(service.settings, files.result_key(caller.folder_id, job_id))
-    spec_holder.spec = JobSpec(
-        input_url=input_url,
-        output_url=output,
-        background=background,
-        start=start,
-        end=end,
-        untrusted=True,
-        assets=dict(spec_holder.assets),
+    video_bg_url = (
+        _source(video_bg, "backgroundVideoUrl", service, caller, "video", spec_holder) if video_bg else None
     )
+    output = files.url_of(service.settings, files.result_key(caller.folder_id, job_id, fmt))
+    try:
+        spec = JobSpec.build(
+            input_url,
+            output,
+            colour=colour,
+            image_url=image_url,
+            background_video_url=video_bg_url,
+            background_blur=body.backgroundBlur,
+            fit=body.fit,
+            output_format=fmt,
+            start=start,
+            end=end,
+            quality=body.quality,
+        )
+    except BgServiceError as exc:  # checked above field by field; kept as a guard naming a field
+        if exc.field is None:
+            exc.field = given[0] if isinstance(exc, InvalidBackground) and given else "outputFormat"
+        raise
+    spec_holder.spec = replace(spec, untrusted=True, assets=dict(spec_holder.assets))
     spec_holder.request = NormalisedRequest(
         videoUrl=video.strip(),
         back_ground="#{:02X}{:02X}{:02X}".format(*rgb) if rgb is not None else None,
         imageUrl=image,
+        backgroundVideoUrl=video_bg,
+        backgroundBlur=body.backgroundBlur,
+        fit=body.fit,
+        outputFormat=body.outputFormat,
+        quality=body.quality,
         start=start,
         end=end,
         callbackUrl=callback,

@@ -35,7 +35,7 @@ def sweep(service: Service, *, now: datetime | None = None) -> tuple[int, int]:
     engine, writer = service.engine, service.writer
     with engine.connect() as conn:
         old_results = conn.execute(
-            select(jobs.c.id, jobs.c.owner).where(
+            select(jobs.c.id, jobs.c.owner, jobs.c.spec).where(
                 jobs.c.state == "completed",
                 jobs.c.finished_at < cutoff,
                 ~exists().where(result_deletions.c.job_id == jobs.c.id),
@@ -51,8 +51,8 @@ def sweep(service: Service, *, now: datetime | None = None) -> tuple[int, int]:
         old_assets = conn.execute(
             select(assets.c.id, assets.c.key).where(assets.c.expires_at < now, ~in_use)
         ).all()
-    for job_id, owner in old_results:
-        files.remove(settings, files.result_key(folder_id(owner or ""), job_id))
+    for job_id, owner, spec in old_results:
+        files.remove(settings, files.result_key(folder_id(owner or ""), job_id, files.spec_format(spec)))
         try:
             with writer.begin() as conn:
                 conn.execute(insert(result_deletions).values(job_id=job_id, reason="expired", deleted_at=now))

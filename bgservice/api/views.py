@@ -40,7 +40,8 @@ def retention_end(service: Service, record: JobRecord) -> datetime:
 def _result(service: Service, record: JobRecord, base_url: str, deleted: bool) -> ResultData:
     owner = record.owner or ""
     folder = folder_id(owner)
-    key = files.result_key(folder, record.id)
+    fmt = files.spec_format(record.spec)
+    key = files.result_key(folder, record.id, fmt)
     result = record.result or {}
     duration = float(result.get("duration_seconds", 0.0))
     billed = billed_seconds(duration)
@@ -61,7 +62,9 @@ def _result(service: Service, record: JobRecord, base_url: str, deleted: bool) -
         url=url,
         key=key,
         folder_id=folder,
-        content_type="video/mp4",
+        content_type=files.format_info(fmt).content_type,
+        output_format=fmt,
+        quality=record.quality or (str(result["quality"]) if result.get("quality") else None),
         duration_seconds=duration,
         expires_at=rfc3339(expires_at),
         expired=expired,

@@ -15,6 +15,8 @@ const state = {
   objectUrl: null,
   imageAsset: null,
   imageUpload: null,
+  bgVideoAsset: null,
+  bgVideoUpload: null,
   job: null, // the job being followed / shown
   jobFromForm: false, // the job came from this page's form (so the original is the local file)
   offset: 0, // the trim start of the shown job: the original plays this much ahead
@@ -109,10 +111,17 @@ const SLOTS = {
   back_ground: ["colour-error", "colour-hex"],
   background: ["colour-error", "colour-hex"],
   imageUrl: ["image-error", "image-file"],
+  backgroundVideoUrl: ["bg-video-error", "bg-video-file"],
+  backgroundBlur: ["blur-error", "blur"],
+  fit: ["fit-error", "fit"],
+  outputFormat: ["format-error", "format"],
+  quality: ["quality-error", "quality"],
 };
 const CODE_SLOTS = {
   invalid_background: "back_ground",
   invalid_background_image: "imageUrl",
+  invalid_background_video: "backgroundVideoUrl",
+  invalid_output: "outputFormat",
   invalid_trim: "start",
   invalid_input: "videoUrl",
   input_too_large: "videoUrl",
@@ -286,7 +295,15 @@ function bgMode() {
 function showBgBoxes() {
   $("colour-box").hidden = bgMode() !== "colour";
   $("image-box").hidden = bgMode() !== "image";
+  $("video-bg-box").hidden = bgMode() !== "video";
+  $("blur-box").hidden = bgMode() !== "blur";
+  $("fit-box").hidden = bgMode() !== "image" && bgMode() !== "video";
 }
+
+$("blur").addEventListener("input", (ev) => {
+  $("blur-value").textContent = ev.target.value;
+  ev.target.setAttribute("aria-valuetext", ev.target.value);
+});
 
 for (const r of document.querySelectorAll('input[name="bg"]')) r.addEventListener("change", showBgBoxes);
 $("colour-picker").addEventListener("input", (ev) => {
@@ -300,26 +317,33 @@ $("colour-hex").addEventListener("input", (ev) => {
   else if (/^#[0-9a-fA-F]{3}$/.test(v)) $("colour-picker").value = `#${v[1]}${v[1]}${v[2]}${v[2]}${v[3]}${v[3]}`.toLowerCase();
 });
 
-$("image-file").addEventListener("change", (ev) => {
-  const file = ev.target.files[0];
-  state.imageAsset = null;
-  $("image-error").textContent = "";
-  if (!file) return;
-  const bar = $("image-progress");
-  bar.hidden = false;
-  bar.value = 0;
-  state.imageUpload = uploadAsset(file, (f) => (bar.value = Math.round(f * 100)))
-    .then((asset) => {
-      state.imageAsset = asset.asset_id;
-      bar.value = 100;
-      return asset.asset_id;
-    })
-    .catch((err) => {
-      showError(err, "image-error");
-      if (!err.field) $("image-error").textContent = err.message;
-      return null;
-    });
-});
+// A background file (image or video) is uploaded as soon as it is chosen: kind -> its elements and state.
+function backgroundUpload(input, errorId, progressId, assetKey, uploadKey) {
+  $(input).addEventListener("change", (ev) => {
+    const file = ev.target.files[0];
+    state[assetKey] = null;
+    state[uploadKey] = null;
+    $(errorId).textContent = "";
+    $(input).removeAttribute("aria-invalid");
+    if (!file) return;
+    const bar = $(progressId);
+    bar.hidden = false;
+    bar.value = 0;
+    state[uploadKey] = uploadAsset(file, (f) => (bar.value = Math.round(f * 100)))
+      .then((asset) => {
+        state[assetKey] = asset.asset_id;
+        bar.value = 100;
+        return asset.asset_id;
+      })
+      .catch((err) => {
+        showError(err, errorId);
+        if (!err.field) $(errorId).textContent = err.message;
+        return null;
+      });
+  });
+}
+backgroundUpload("image-file", "image-error", "image-progress", "imageAsset", "imageUpload");
+backgroundUpload("bg-video-file", "bg-video-error", "bg-video-progress", "bgVideoAsset", "bgVideoUpload");
 
 // ---------------------------------------------------------------------------------------------------
 // Submit and follow
@@ -344,6 +368,15 @@ $("job-form").addEventListener("submit", async (ev) => {
       if (!image) throw new ApiError(0, "invalid_background_image", "Choose an image first.", "imageUrl");
       body.imageUrl = image;
     }
+    if (bgMode() === "video") {
+      const bgVideo = state.bgVideoAsset || (state.bgVideoUpload && (await state.bgVideoUpload));
+      if (!bgVideo) throw new ApiError(0, "invalid_background_video", "Choose a background video first.", "backgroundVideoUrl");
+      body.backgroundVideoUrl = bgVideo;
+    }
+    if (bgMode() === "blur") body.backgroundBlur = Number($("blur").value);
+    if (bgMode() === "image" || bgMode() === "video") body.fit = $("fit").value;
+    if ($("format").value !== "mp4") body.outputFormat = $("format").value;
+    if ($("quality").value) body.quality = $("quality").value;
     const answer = await api("POST", "/v1/proxy/studio-background", body, { "Idempotency-Key": uuid4() });
     const job = answer.job || answer;
     state.jobFromForm = true;
@@ -411,6 +444,18 @@ $("cancel").addEventListener("click", async () => {
 // ---------------------------------------------------------------------------------------------------
 // The result: original and result side by side, playing together
 
+function extensionOf(data) {
+  const m = /\.[a-z0-9]+$/i.exec((data && data.key) || "");
+  return m ? m[0] : ".mp4";
+}
+
+function transparent(job) {
+  const fmt = (job.result_data && job.result_data.output_format) || (job.request && job.request.outputFormat);
+  const req = job.request || {};
+  const background = req.back_ground || req.imageUrl || req.backgroundVideoUrl || req.backgroundBlur;
+  return (fmt === "webm" || fmt === "mov") && !background;
+}
+
 function showResult(job) {
   const data = job.result_data;
   $("result-box").hidden = false;
@@ -426,8 +471,11 @@ function showResult(job) {
     result.dataset.job = job.id;
     result.src = data.url;
   }
+  // a transparent result plays over a checkerboard, so its alpha is visible
+  result.classList.toggle("checker", transparent(job));
   $("download").href = data.url;
-  $("download").setAttribute("download", `${job.id}.mp4`);
+  $("download").setAttribute("download", `${job.id}${extensionOf(data)}`);
+  $("download").textContent = `Download ${extensionOf(data).slice(1).toUpperCase()}`;
   const usage = data.usage || {};
   $("result-info").textContent = `${Number(data.duration_seconds).toFixed(2)} s, billed ${usage.billed_seconds} s ($${usage.amount_usd})`;
   const haveOriginal = state.jobFromForm && state.previewOk && state.objectUrl;
@@ -524,7 +572,7 @@ async function refreshRecent() {
       const a = document.createElement("a");
       a.href = job.result_data.url;
       a.textContent = "Download";
-      a.setAttribute("download", `${job.id}.mp4`);
+      a.setAttribute("download", `${job.id}${extensionOf(job.result_data)}`);
       a.setAttribute("aria-label", `Download the result of job ${job.id}`);
       li.append(a);
     }
