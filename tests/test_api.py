@@ -381,12 +381,26 @@ def test_listing_with_cursor(server: ServeProcess, media_factory: MediaFactory) 
         assert not theirs & set(made)
 
 
+def _burst_pids(server: ServeProcess) -> set[str]:
+    """Pids of the replicas that answered a submit with 422 or 429 (each logs its pid with the line)."""
+    return set(
+        re.findall(
+            r"\(ServeReplica:\S+ pid=(\d+)[^)]*\).*POST /v1/proxy/studio-background 42[29]", server.output()
+        )
+    )
+
+
 def test_rate_limit_burst_shared_by_two_replicas(server: ServeProcess) -> None:
     answers: list[httpx.Response] = []
     started = time.monotonic()
     with server.client(BURST_KEY) as c:
         for _ in range(2 * QUOTA):
             answers.append(submit(c, {"videoUrl": "file:///not/allowed"}))  # refused, but takes a token
+        # Serve routes each request to one replica by load; on a busy machine one can answer a whole
+        # burst. Go on (bounded) until both have answered this key: after the bucket is empty, a replica
+        # with a bucket of its own would let requests through again.
+        while len(_burst_pids(server)) < 2 and len(answers) < 6 * QUOTA:
+            answers.append(submit(c, {"videoUrl": "file:///not/allowed"}))
     elapsed = time.monotonic() - started
     codes = [r.status_code for r in answers]
     assert set(codes) <= {422, 429}
@@ -399,13 +413,7 @@ def test_rate_limit_burst_shared_by_two_replicas(server: ServeProcess) -> None:
         assert error_of(r)["code"] == "rate_limited"
         assert int(r.headers["Retry-After"]) >= 1
         assert r.headers["RateLimit"].startswith('"submit";r=0;')
-    # both replicas answered the burst (each logs its own pid with the request lines)
-    pids = set(
-        re.findall(
-            r"\(ServeReplica:\S+ pid=(\d+)[^)]*\).*POST /v1/proxy/studio-background 42[29]", server.output()
-        )
-    )
-    assert len(pids) == 2, server.output()[-3000:]
+    assert len(_burst_pids(server)) == 2, server.output()[-3000:]
 
 
 def test_fifty_jobs_from_five_keys(server: ServeProcess, media_factory: MediaFactory) -> None:
