@@ -398,9 +398,16 @@ def test_rate_limit_burst_shared_by_two_replicas(server: ServeProcess) -> None:
             answers.append(submit(c, {"videoUrl": "file:///not/allowed"}))  # refused, but takes a token
         # Serve routes each request to one replica by load; on a busy machine one can answer a whole
         # burst. Go on (bounded) until both have answered this key: after the bucket is empty, a replica
-        # with a bucket of its own would let requests through again.
-        while len(_burst_pids(server)) < 2 and len(answers) < 6 * QUOTA:
-            answers.append(submit(c, {"videoUrl": "file:///not/allowed"}))
+        # with a bucket of its own would let requests through again. The replicas' log lines reach the
+        # server's console a few seconds late, so each round waits for them before sending more.
+        for _ in range(4):
+            deadline = time.monotonic() + 10
+            while len(_burst_pids(server)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if len(_burst_pids(server)) >= 2:
+                break
+            for _ in range(QUOTA):
+                answers.append(submit(c, {"videoUrl": "file:///not/allowed"}))
     elapsed = time.monotonic() - started
     codes = [r.status_code for r in answers]
     assert set(codes) <= {422, 429}
@@ -413,7 +420,7 @@ def test_rate_limit_burst_shared_by_two_replicas(server: ServeProcess) -> None:
         assert error_of(r)["code"] == "rate_limited"
         assert int(r.headers["Retry-After"]) >= 1
         assert r.headers["RateLimit"].startswith('"submit";r=0;')
-    assert len(_burst_pids(server)) == 2, server.output()[-3000:]
+    wait_for(lambda: len(_burst_pids(server)) == 2, 30, "both replicas' lines for the burst")
 
 
 def test_fifty_jobs_from_five_keys(server: ServeProcess, media_factory: MediaFactory) -> None:
