@@ -43,6 +43,15 @@ def _pid(actor_id: str) -> int:
     return int(state.actors(actor_id)["Pid"])
 
 
+def _kill(pid: int, actor: str) -> None:
+    """SIGKILL the process of a Ray actor, after checking that ``pid`` really is one (``ray::<actor>`` in
+    its command line): a stale or reused pid must never take down another process (the GCS, the test
+    run itself)."""
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    assert pid > 1 and f"ray::{actor}" in cmdline, f"pid {pid} is not a ray::{actor}: {cmdline[:200]!r}"
+    os.kill(pid, signal.SIGKILL)
+
+
 def _running(handle: JobHandle) -> None:
     from ray._private.test_utils import wait_for_condition
 
@@ -68,7 +77,7 @@ def test_segmenter_sigkilled_mid_job(ray_2cpu: None, shared_data: Path, work: Pa
     busy = [m for m in ray.get(pool.members.remote()) if m.outstanding > 0 and m.info is not None]
     victim = busy[0] if busy else ray.get(pool.members.remote())[0]
     restarts_before = state.actors(victim.actor_id)["NumRestarts"]
-    os.kill(victim.info.pid, signal.SIGKILL)
+    _kill(victim.info.pid, "Segmenter")
 
     result = handle.result(timeout=240)
     worst, n_dag, n_ref = worst_frame_diff(str(out), str(reference))
@@ -84,7 +93,7 @@ def test_decoder_lost_fails_with_decode_failed_and_next_job_runs(
     out = work / "decoder-lost.mp4"
     handle = submit(JobSpec.build(clip, str(out)), settings)
     _running(handle)
-    os.kill(_pid(handle.stats.decoder_actor_id), signal.SIGKILL)
+    _kill(_pid(handle.stats.decoder_actor_id), "Decoder")
     with pytest.raises(DecodeFailed) as err:
         handle.result(timeout=120)
     assert err.value.code == "decode_failed"
@@ -100,7 +109,7 @@ def test_encoder_lost_fails_with_encode_failed_and_nothing_published(
     out = work / "encoder-lost.mp4"
     handle = submit(JobSpec.build(clip, str(out)), settings)
     _running(handle)
-    os.kill(_pid(handle.stats.encoder_actor_id), signal.SIGKILL)
+    _kill(_pid(handle.stats.encoder_actor_id), "Encoder")
     with pytest.raises(EncodeFailed) as err:
         handle.result(timeout=120)
     assert err.value.code == "encode_failed"
@@ -131,7 +140,7 @@ def test_pool_manager_lost_mid_job(ray_2cpu: None, clip: str, work: Path) -> Non
     handle = submit(JobSpec.build(clip, str(out), end=4), settings)
     _running(handle)
     pool_id = pool._actor_id.hex()
-    os.kill(int(state.actors(pool_id)["Pid"]), signal.SIGKILL)
+    _kill(int(state.actors(pool_id)["Pid"]), "SegmenterPool")
     result = handle.result(timeout=240)
     worst, n_dag, n_ref = worst_frame_diff(str(out), str(reference))
     assert n_dag == n_ref == result.frames == 100
