@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,14 @@ def videos(shared_data: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(tmp_dir=tmp_path / "scratch")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_ray_connection_outlives_its_module() -> Iterator[None]:
+    """A module that leaves this process connected to a Ray (an in-process ``bgservice process --engine
+    ray``, a fixture that failed half-way) must not take the rest of the run with it: if that Ray goes,
+    Ray ends the driver -- the whole pytest process -- with exit 1 about a minute later."""
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

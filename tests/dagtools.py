@@ -34,8 +34,12 @@ def local_ray(num_cpus: int, **kwargs: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        shutdown_pool()
-        ray.shutdown()
+        try:
+            shutdown_pool()
+        finally:
+            # always disconnect: a driver left connected to a Ray whose GCS is gone exits the whole test
+            # run (exit 1, no summary) about a minute later
+            ray.shutdown()
 
 
 def dag_settings(tmp: Path, **overrides: Any) -> Settings:

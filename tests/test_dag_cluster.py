@@ -33,9 +33,11 @@ def cluster() -> Iterator[tuple[Any, list[Any]]]:
     try:
         yield c, gpu_nodes
     finally:
-        shutdown_pool()
-        ray.shutdown()
-        c.shutdown()
+        try:
+            shutdown_pool()
+        finally:
+            ray.shutdown()  # always disconnect before the cluster goes (see tests/dagtools.local_ray)
+            c.shutdown()
 
 
 def _segmenter_nodes(pool: Any) -> list[str]:
