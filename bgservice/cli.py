@@ -461,6 +461,9 @@ def process(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # bgservice starts or joins Ray explicitly (ensure_ray); a Ray call made after this process left
+    # Ray must fail rather than quietly start another local Ray (Ray's auto-init).
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     args = _parser().parse_args(argv)
     try:
         with sigterm_as_interrupt():

@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 
+# Before anything imports ray: a Ray API called while this process is not connected (a job's thread
+# finishing after its module's Ray was shut down) must raise, not start a hidden local Ray of its own
+# from a thread that ends soon after, which kills that Ray and, a minute later, the whole test run.
+# bgservice's CLI sets the same default; tests/test_ray_lifecycle.py checks the product without it.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+
 from bgservice.settings import Settings
 
 # moto S3 fixtures: s3_server (module), s3 (per test); media_factory: generated edge-case clips (session);

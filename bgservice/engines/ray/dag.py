@@ -68,20 +68,59 @@ CLEANUP_SECONDS = 15.0
 _PROCESS_LOCAL = {"memory"}  # fsspec filesystems that live in one process: staged by the driver
 
 
+_RAY_LOCK = threading.Lock()
+
+
 def ensure_ray() -> None:
-    """Connect to the cluster at ``RAY_ADDRESS`` if set, else start a local Ray (on demand)."""
+    """Connect to the cluster at ``RAY_ADDRESS`` if set, else start a local Ray (on demand).
+
+    Safe from any thread. A local Ray's processes are started with ``PR_SET_PDEATHSIG``, which Linux
+    fires when the *thread* that started them ends, not the process: a local Ray started from a job's
+    thread would be killed (GCS and raylet together) as soon as that job finished, and Ray ends a
+    driver that lost its GCS with exit 1 a minute later. So outside the main thread the local Ray is
+    started from a daemon thread that lives as long as this process.
+    """
     import ray
 
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS") or None
-    # ERROR: the CLI's stderr is one line on failure; Ray's start-up notices go to its own log files.
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-    else:
-        # A new local Ray for this process (never an unrelated cluster some other process left
-        # running: that is what RAY_ADDRESS is for); no dashboard (memory, start-up time on a laptop).
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    with _RAY_LOCK:
+        if ray.is_initialized():
+            return
+        address = os.environ.get("RAY_ADDRESS") or None
+        if address:
+            # ERROR: the CLI's stderr is one line on failure; Ray's start-up notices go to its own logs.
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        elif threading.current_thread() is threading.main_thread():
+            _start_local_ray()
+        else:
+            _start_local_ray_on_owner_thread()
+
+
+def _start_local_ray() -> None:
+    import ray
+
+    # A new local Ray for this process (never an unrelated cluster some other process left running:
+    # that is what RAY_ADDRESS is for); no dashboard (memory, start-up time on a laptop).
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+
+
+def _start_local_ray_on_owner_thread() -> None:
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    def own() -> None:
+        try:
+            _start_local_ray()
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+            started.set()
+            return
+        started.set()
+        threading.Event().wait()  # never ends: the local Ray's processes live as long as this thread
+
+    threading.Thread(target=own, name="bgservice-ray-owner", daemon=True).start()
+    started.wait()
+    if failure:
+        raise failure[0]
 
 
 def stage_error(exc: BaseException, stage: str) -> BgServiceError:
@@ -297,6 +336,10 @@ class _JobRun:
         return dec_spec, enc_spec, final_local
 
     def _check_cancel(self) -> None:
+        import ray
+
+        if not ray.is_initialized():  # never let a Ray call start a hidden local Ray (auto-init)
+            raise InternalError("this process was disconnected from Ray while the job ran")
         if self.h._cancelled():
             raise JobCancelled("the job was cancelled")
 

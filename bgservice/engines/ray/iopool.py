@@ -6,6 +6,11 @@ decoder/encoder pairs of finished jobs (at most ``WARM_PER_NODE`` per node, each
 after ``WARM_IDLE_SECONDS`` idle so their CPU share returns to the cluster), and keeps one spare pair
 ready while a job runs if the node has room for it beside the next job (``JOB_RESERVE_CPUS``).
 A pair that saw a failure or a cancel is never reused.
+
+The pool's background threads (the spare pair, the idle reaper) touch Ray only while this process is
+still connected to the session their pairs came from: a Ray API called after ``ray.shutdown()`` starts a
+new local Ray by itself (Ray's auto-init), from a thread that ends soon after, which kills that Ray's
+processes (see :func:`bgservice.engines.ray.dag.ensure_ray`) and, a minute later, the process.
 """
 
 from __future__ import annotations
@@ -56,6 +61,19 @@ def _new_actor(cls: type, cpus: float, node_id: str | None) -> Any:
     return _remote(cls).options(num_cpus=cpus, max_restarts=0, **_on_node(node_id)).remote()
 
 
+def connected_session() -> str | None:
+    """The Ray job this process is connected as, or ``None`` when it is not connected."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_job_id())
+
+
+class Disconnected(RuntimeError):
+    """This process left the Ray session a pair was being started in."""
+
+
 def create_pair(node_id: str | None, give_up: Callable[[], IOPair | None] | None = None) -> IOPair:
     """Start a decoder (on ``node_id``, or anywhere) and an encoder beside it; wait until both are up.
 
@@ -64,11 +82,16 @@ def create_pair(node_id: str | None, give_up: Callable[[], IOPair | None] | None
     """
     import ray
 
+    session = connected_session()
+    if session is None:
+        raise Disconnected("not connected to Ray")
     decoder = _new_actor(Decoder, DECODER_CPUS, node_id)
     encoder = _new_actor(Encoder, ENCODER_CPUS, node_id) if node_id else None
     try:
         pings = [decoder.ping.remote()] + ([encoder.ping.remote()] if encoder is not None else [])
         while True:
+            if connected_session() != session:
+                raise Disconnected("this process left the Ray session while a decoder/encoder pair started")
             ready, _ = ray.wait(pings, num_returns=len(pings), timeout=0.5)
             if len(ready) == len(pings):
                 _, node = ray.get(pings[0])
@@ -82,13 +105,16 @@ def create_pair(node_id: str | None, give_up: Callable[[], IOPair | None] | None
                 kill_pair(decoder, encoder)
                 return other
     except BaseException:
-        kill_pair(decoder, encoder)
+        if connected_session() == session:
+            kill_pair(decoder, encoder)
         raise
 
 
 def kill_pair(*actors: Any) -> None:
     import ray
 
+    if not ray.is_initialized():  # they went with the session (a call now would start a new Ray)
+        return
     for actor in actors:
         if actor is not None:
             with contextlib.suppress(Exception):
@@ -107,9 +133,7 @@ class IOPool:
 
     def _check_session(self) -> None:
         """Handles die with the Ray session they came from (tests start several)."""
-        import ray
-
-        session = str(ray.get_runtime_context().get_job_id())
+        session = connected_session() or ""
         if session != self._session:
             self._idle.clear()
             self._session = session
@@ -159,9 +183,17 @@ class IOPool:
             import ray
 
             try:
+                if connected_session() is None:
+                    return
                 available: dict[str, float] = ray.available_resources()  # type: ignore[no-untyped-call]
                 if available.get("CPU", 0.0) >= 2 * JOB_RESERVE_CPUS:  # this pair and the next job's
-                    self.release(create_pair(node_id), reusable=True)
+                    pair = create_pair(node_id)
+                    with self._lock:
+                        current = connected_session() == self._session
+                    if current:
+                        self.release(pair, reusable=True)
+                    else:
+                        kill_pair(pair.decoder, pair.encoder)
             except Exception:
                 pass
             finally:
@@ -181,6 +213,8 @@ class IOPool:
             time.sleep(WARM_IDLE_SECONDS / 4)
             now = time.monotonic()
             with self._lock:
+                if connected_session() != self._session:  # the pairs went with their session
+                    self._idle.clear()
                 stale = [
                     p for ps in self._idle.values() for p in ps if now - p.idle_since > WARM_IDLE_SECONDS
                 ]
