@@ -117,7 +117,7 @@ class Matter:
         ctx = (cfg.temporal_radius if cfg.temporal else 0) + (cfg.crop_window if cfg.crop_pass else 0)
         if self.opinion:
             ctx = max(ctx, cfg.gate_hold)
-        if self.prior is not None:
+        if self.prior is not None and self._prior_borrowed:
             ctx += cfg.prior_every // 2  # the nearest sampled prior of the window's edge frames
         self.context_before = ctx
         self.context_after = ctx
@@ -125,6 +125,12 @@ class Matter:
     @property
     def quality(self) -> str:
         return self.config.quality
+
+    @property
+    def _prior_borrowed(self) -> bool:
+        """Whether frames other than the prior's sampled ones use it (the prior multiplies the mask or
+        drops its components); else the prior is only the gate's opinion on the sampled frames."""
+        return self.config.prior_mask or self.config.prior_components
 
     # --- per-frame low-resolution masks (independent of the shard) ---------------------------------------
 
@@ -218,6 +224,61 @@ class Matter:
             start += len(r)
         return out, exact
 
+    def _evidence(self, low: F32, reduced: U8) -> Bool:
+        """The gate's per-frame evidence of a person for the frames given (their first-pass masks and
+        reduced frames): the prior agrees with the mask, or (where it does not) pose finds a person."""
+        cfg = self.config
+        second = self._prior(np.ascontiguousarray(reduced))
+        evidence = np.array([person_evidence(low[i], second[i], min_area=cfg.gate_min_area,
+                                             agreement=cfg.gate_agreement)
+                             for i in range(len(low))], np.bool_)
+        if self.pose is not None and not evidence.all():
+            unsure = np.flatnonzero(~evidence)
+            _, presence = self.pose.logits(np.ascontiguousarray(reduced[unsure]))  # type: ignore[attr-defined]
+            evidence[unsure] = presence >= cfg.gate_pose
+        return evidence
+
+    def _lazy_presence(self, low: F32, reduced: U8, first_index: int, kb: int, n: int) -> Bool:
+        """Whether each output frame ``kb .. kb+n-1`` (of the ``low`` frames) holds a person: the same
+        decision as evidence on every frame whose video index is a multiple of ``prior_every`` followed
+        by :func:`hold` (present when any such frame within +-``gate_hold`` shows a person), but asked
+        only where the answer can change a decision. Rounds: the fewest sampled frames that cover every
+        undecided output frame (greedy), in one batch; an output frame is decided once one of its
+        sampled frames shows a person, or all of them have been asked and none does. With a person in
+        view this asks about one frame in 8 (the windows are 2 * gate_hold + 1 wide) instead of one in
+        ``prior_every``."""
+        cfg = self.config
+        k, radius, total = cfg.prior_every, cfg.gate_hold, low.shape[0]
+        candidates = [j for j in range(total) if (first_index + j) % k == 0]
+        window = {t: [j for j in candidates if abs(j - t) <= radius] for t in range(kb, kb + n)}
+        answer: dict[int, bool] = {}
+        present = np.zeros(total, np.bool_)  # indexed like ``low``; only the output frames are decided
+        undecided = set(window)
+        while undecided:
+            # greedy cover of the undecided frames by sampled frames not asked yet (earliest on a tie)
+            left, pick = set(undecided), []
+            while left:
+                covers = {j: sum(1 for t in left if abs(j - t) <= radius)
+                          for j in candidates if j not in answer and j not in pick}
+                best = max(covers, key=lambda j: (covers[j], -j), default=None)
+                if best is None or covers[best] == 0:
+                    break
+                pick.append(best)
+                left = {t for t in left if abs(best - t) > radius}
+            if pick:
+                pick.sort()
+                for j, ev in zip(pick, self._evidence(low[pick], reduced[pick]), strict=True):
+                    answer[j] = bool(ev)
+            for t in list(undecided):
+                if any(answer.get(j, False) for j in window[t]):
+                    present[t] = True
+                    undecided.discard(t)
+                elif all(j in answer for j in window[t]):
+                    undecided.discard(t)
+            if not pick:  # nothing left to ask: the rest have no sampled frame showing a person
+                break
+        return present
+
     def _first_pass(self, frames: U8, reduced: U8, geo: Geometry, second: F32 | None,
                     exact: Bool | None = None) -> tuple[F32, F32, F32 | None]:
         """For consecutive frames: the model's masks at its own resolution [M,mh,mw] and the frames on the
@@ -272,16 +333,30 @@ class Matter:
         ka = min(len(after), self.context_after)
         parts = [p for p in (before[len(before) - kb:], frames, after[:ka]) if len(p)]
         reduced = [_halve_until(p, REDUCED_LONG_SIDE) for p in parts]
-        seconds, exact = self._seconds(reduced, None if start is None else start - kb)
+        # fast mode with the prior as the gate's opinion only: the gate asks the prior (and pose) only on
+        # the sampled frames whose answer can change an output frame's decision (see _lazy_presence)
+        lazy = (self.prior is not None and start is not None and cfg.prior_every > 1
+                and not self._prior_borrowed)
+        if lazy:
+            seconds: list[F32 | None] = [None] * len(reduced)
+            exact: list[Bool | None] = [None] * len(reduced)
+        else:
+            seconds, exact = self._seconds(reduced, None if start is None else start - kb)
         firsts = [self._first_pass(p, r, geo, s, e)
                   for p, r, s, e in zip(parts, reduced, seconds, exact, strict=True)]
-        del reduced, seconds
+        del seconds
         low = np.concatenate([x[0] for x in firsts])
         guides = np.concatenate([x[1] for x in firsts])
-        evs = [x[2] for x in firsts]
-        present = hold(np.concatenate([e for e in evs if e is not None]) > 0, cfg.gate_hold) \
-            if all(e is not None for e in evs) else None
-        del firsts
+        present: Bool | None
+        if lazy:
+            assert start is not None
+            present = self._lazy_presence(low, np.concatenate(reduced) if len(reduced) > 1 else reduced[0],
+                                          start - kb, kb, n)
+        else:
+            evs = [x[2] for x in firsts]
+            present = hold(np.concatenate([e for e in evs if e is not None]) > 0, cfg.gate_hold) \
+                if all(e is not None for e in evs) else None
+        del firsts, reduced
         total = low.shape[0]
         # frames whose matte the temporal window of the output frames reads
         lo, hi = max(0, kb - r), min(total, kb + n + r)
