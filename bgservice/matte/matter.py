@@ -243,7 +243,7 @@ class Matter:
         decision as evidence on every frame whose video index is a multiple of ``prior_every`` followed
         by :func:`hold` (present when any such frame within +-``gate_hold`` shows a person), but asked
         only where the answer can change a decision. Rounds: the fewest sampled frames that cover every
-        undecided output frame (greedy), in one batch; an output frame is decided once one of its
+        undecided output frame, in one batch; an output frame is decided once one of its
         sampled frames shows a person, or all of them have been asked and none does. With a person in
         view this asks about one frame in 8 (the windows are 2 * gate_hold + 1 wide) instead of one in
         ``prior_every``."""
@@ -255,18 +255,19 @@ class Matter:
         present = np.zeros(total, np.bool_)  # indexed like ``low``; only the output frames are decided
         undecided = set(window)
         while undecided:
-            # greedy cover of the undecided frames by sampled frames not asked yet (earliest on a tie)
-            left, pick = set(undecided), []
-            while left:
-                covers = {j: sum(1 for t in left if abs(j - t) <= radius)
-                          for j in candidates if j not in answer and j not in pick}
-                best = max(covers, key=lambda j: (covers[j], -j), default=None)
-                if best is None or covers[best] == 0:
-                    break
-                pick.append(best)
-                left = {t for t in left if abs(best - t) > radius}
+            # the fewest sampled frames not asked yet that cover every undecided frame whose window still
+            # has one (points covering intervals: from the earliest such frame, the latest sampled frame
+            # that reaches it)
+            pick: list[int] = []
+            reach = -1  # undecided frames up to here are covered by a picked frame
+            for t in sorted(undecided):
+                if t <= reach:
+                    continue
+                open_ = [j for j in window[t] if j not in answer]
+                if open_:
+                    pick.append(max(open_))
+                    reach = max(open_) + radius
             if pick:
-                pick.sort()
                 for j, ev in zip(pick, self._evidence(low[pick], reduced[pick]), strict=True):
                     answer[j] = bool(ev)
             for t in list(undecided):
