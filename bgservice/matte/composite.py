@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from bgservice.matte._types import F32, U8, f32
 from bgservice.matte.fill import push_pull
@@ -51,9 +52,9 @@ def composite(fg: U8, alpha: F32, plate: U8, *, out: U8 | None = None) -> U8:
 
     fg: uint8 [N,H,W,3]; alpha: float32 [N,H,W] in 0..1; plate: uint8 [H,W,3] (one for every frame) or
     [N,H,W,3] (one per frame: a video background). Returns uint8 [N,H,W,3], rounded to nearest.
-    cv2.blendLinear computes exactly ``fg * w1 + plate * w2`` in float32 per pixel. ``out``: where to
-    write (may be ``fg`` itself, when the caller no longer needs it: on this machine first-touch page
-    faults of a fresh 1080p frame cost more than the blend).
+    ``out``: where to write (may be ``fg`` itself, when the caller no longer needs it: on this machine
+    first-touch page faults of a fresh 1080p frame cost more than the blend). Only the matte's uncertain
+    band is blended in float32 (see :func:`_blend`).
     """
     if fg.ndim != 4 or fg.shape[-1] != 3:
         raise ValueError(f"fg must be [N,H,W,3], got {fg.shape}")
@@ -70,8 +71,43 @@ def composite(fg: U8, alpha: F32, plate: U8, *, out: U8 | None = None) -> U8:
     for i in range(fg.shape[0]):
         a = np.ascontiguousarray(alpha[i], dtype=np.float32)
         p = np.ascontiguousarray(plate[i]) if plate_c is None else plate_c
-        cv2.blendLinear(fg[i], p, a, 1.0 - a, dst=out[i])
+        if out[i].flags.c_contiguous:
+            _blend(fg[i], p, a, out[i])
+        else:  # a strided view: OpenCV would write into a copy
+            out[i] = cv2.blendLinear(fg[i], p, a, 1.0 - a)
     return out
+
+
+def _blend(fg: U8, plate: U8, a: F32, out: U8) -> None:
+    """``out = fg * a + plate * (1 - a)`` for one frame, rounded to nearest; ``out`` may be ``fg``.
+
+    A matte is 0 or 1 almost everywhere (the uncertain band is a few % of a frame): masked copies there
+    and the float maths only on the band's pixels, ~3x cheaper than cv2.blendLinear on every pixel."""
+    one = cv2.compare(a, 1.0, cv2.CMP_GE)  # type: ignore[call-overload]  # a scalar is a cv::Scalar
+    zero = cv2.compare(a, 0.0, cv2.CMP_LE)  # type: ignore[call-overload]
+    band = cv2.bitwise_not(cv2.bitwise_or(one, zero))
+    idx = _nonzero_flat(band.reshape(-1))
+    f = fg.reshape(-1, 3)[idx].astype(np.float32)  # read before ``out`` (maybe ``fg``) is written
+    w = a.reshape(-1)[idx][:, None]
+    f *= w
+    f += plate.reshape(-1, 3)[idx].astype(np.float32) * (np.float32(1.0) - w)
+    if out.ctypes.data != fg.ctypes.data:
+        np.copyto(out, fg)
+    cv2.copyTo(plate, zero, out)
+    np.rint(f, out=f)
+    np.clip(f, 0.0, 255.0, out=f)
+    out.reshape(-1, 3)[idx] = f.astype(np.uint8)
+
+
+def _nonzero_flat(mask: U8) -> npt.NDArray[np.intp]:
+    """``np.flatnonzero`` of a contiguous 1-D uint8 mask, scanning 8 bytes at a time (most are zero)."""
+    m = mask.size - mask.size % 8
+    words = np.flatnonzero(mask[:m].view(np.uint64))
+    cand = (words[:, None] * 8 + np.arange(8)).reshape(-1)
+    found: npt.NDArray[np.intp] = cand[mask[cand] != 0]
+    if m == mask.size:
+        return found
+    return np.concatenate([found, m + np.flatnonzero(mask[m:])])
 
 
 def alpha_u8(alpha: F32) -> U8:
