@@ -60,7 +60,9 @@ class MatteConfig:
     prior_threshold: float = 0.3
     prior_grow: float = 0.03
     prior_min_area: float = 0.02
-    prior_every: int = 4  # the prior runs on every 4th frame of the video; the others use the nearest one
+    # the prior is sampled on every 4th frame of the video (the others use the nearest one); as the gate's
+    # opinion only, it is asked on the sampled frames whose answer can change a decision (Matter)
+    prior_every: int = 4
     # multiply the mask by the prior (False: the prior is only the gate's second opinion). Off: on the
     # tuning set it changed nothing on the talking heads, did not remove a cup behind the head (MODNet
     # mattes it too) and cost the DAVIS dancer 0.808 -> 0.795 IoU

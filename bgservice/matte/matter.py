@@ -16,7 +16,9 @@ sequences them:
 
 ``best`` quality (:meth:`MatteConfig.best`) runs MODNet as the main model (no ensemble; the Selfie
 ensemble is the gate's second opinion); ``fast`` (:meth:`MatteConfig.fast`) runs the Selfie ensemble
-with MODNet at a low resolution on every 4th frame (``prior_model``) as the gate's second opinion.
+with MODNet at a low resolution on every 4th frame (``prior_model``) as the gate's second opinion, asked
+only on the sampled frames whose answer can change a frame's decision (``_lazy_presence``: about one
+frame in 8 with a person in view).
 
 Context: the temporal window reads R frames each side and their crop boxes K more, so
 ``context_before = context_after = R + K`` (5 by default); frames beyond what is needed are ignored.
