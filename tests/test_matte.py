@@ -324,3 +324,41 @@ def test_fast_mode_does_not_depend_on_where_the_video_is_cut(model: Segmentation
     parts = [matter(frames[s:s + size], frames[max(0, s - kb):s], frames[s + size:s + size + ka], s)[0]
              for s in range(0, len(frames), size)]
     assert np.array_equal(np.concatenate(parts), whole)
+
+
+class _EveryPriorAsked(Matter):
+    """The gate as before issue 12: the prior asked on every sampled frame (the eager path)."""
+
+    @property
+    def _prior_borrowed(self) -> bool:
+        return True
+
+
+class _CountingPrior:
+    def __init__(self, inner: SegmentationModel) -> None:
+        self.inner, self.frames = inner, 0
+
+    def predict_at(self, frames: np.ndarray, side: int) -> np.ndarray:
+        self.frames += len(frames)
+        return self.inner.predict_at(frames, side)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_fast_gate_asks_the_prior_only_where_it_changes_a_decision(model: SegmentationModel,
+                                                                   occluded: Occluded) -> None:
+    """The talking head with the card over it on frames 6-15, then person-free frames (the coffee pan):
+    the gate decides exactly as when it asks the prior on every 4th frame, with fewer MODNet frames."""
+    frames = np.concatenate([occluded[1][:16], np.stack(list(pan_background("coffee", 12, H, W)))])
+    got = {}
+    asked = {}
+    for name, kind in (("lazy", Matter), ("eager", _EveryPriorAsked)):
+        matter = kind(model, FAST)
+        counter = _CountingPrior(matter.prior)  # type: ignore[arg-type]
+        matter.prior = counter  # type: ignore[assignment]
+        kb, ka, size = matter.context_before, matter.context_after, 8
+        got[name] = np.concatenate([
+            matter(frames[s:s + size], frames[max(0, s - kb):s], frames[s + size:s + size + ka], s)[0]
+            for s in range(0, len(frames), size)])
+        asked[name] = counter.frames
+    assert np.array_equal(got["lazy"], got["eager"])
+    assert float((got["lazy"][-6:] > 0.5).mean()) <= 0.01  # the person-free frames are background
+    assert asked["lazy"] < asked["eager"], asked
