@@ -48,15 +48,13 @@ class Band:
         x_start = (np.arange(ws + 1, dtype=np.intp) * w + ws - 1) // ws
         ny = np.diff(y_start)[wy]
         nx = np.diff(x_start)[wx]
-        rows: list[Idx] = []
-        cols: list[Idx] = []
-        for dy in range(int(ny.max(initial=0))):
-            for dx in range(int(nx.max(initial=0))):
-                keep = (dy < ny) & (dx < nx)
-                rows.append(y_start[wy[keep]] + dy)
-                cols.append(x_start[wx[keep]] + dx)
-        self.rows: Idx = np.concatenate(rows) if rows else np.empty(0, np.intp)
-        self.cols: Idx = np.concatenate(cols) if cols else np.empty(0, np.intp)
+        # every (dy, dx) offset inside each work pixel's block, ordered offset-major (dy, then dx, then
+        # work pixel) as one broadcast instead of a Python loop over the offsets
+        dy = np.arange(int(ny.max(initial=0)), dtype=np.intp)[:, None, None]
+        dx = np.arange(int(nx.max(initial=0)), dtype=np.intp)[None, :, None]
+        keep = (dy < ny[None, None, :]) & (dx < nx[None, None, :])
+        self.rows: Idx = np.broadcast_to(y_start[wy][None, None, :] + dy, keep.shape)[keep]
+        self.cols: Idx = np.broadcast_to(x_start[wx][None, None, :] + dx, keep.shape)[keep]
         # flat indices into an [h*w] / [h*w, C] view: ~4x faster to gather than (rows, cols) pairs
         self.flat: Idx = self.rows * w + self.cols
         k = self.rows.size
