@@ -136,6 +136,25 @@ class ServeProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
 
+    def cpu_seconds(self) -> dict[int, float]:
+        """User + system CPU seconds of each live process in its session (serve, Ray, the actors), by pid."""
+        out: dict[int, float] = {}
+        if self.proc is None:
+            return out
+        tick = os.sysconf("SC_CLK_TCK")
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            # fields[0] is the state (stat field 3): session is field 6, utime 14, stime 15
+            if int(fields[3]) == self.proc.pid:
+                out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+        return out
+
     def output(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
