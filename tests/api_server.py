@@ -67,6 +67,8 @@ class ServeProcess:
             "BGSERVICE_POOL_MIN": "1",
             "BGSERVICE_POOL_MAX": "2",
             "RAY_ADDRESS": "",
+            # one console line per request and replica: tests read which replica answered
+            "RAY_DEDUP_LOGS": "0",
             **(env or {}),
         }
         if home is not None:
