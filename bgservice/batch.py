@@ -39,7 +39,13 @@ from typing import Any
 
 import fsspec
 
-from bgservice.errors import BgServiceError, InvalidBackground, InvalidManifest, InvalidSettings
+from bgservice.errors import (
+    BgServiceError,
+    FetchFailed,
+    InvalidBackground,
+    InvalidManifest,
+    InvalidSettings,
+)
 from bgservice.interrupt import sigterm_as_interrupt
 from bgservice.jobs.record import JobRecord, JobState
 from bgservice.settings import Settings, get_settings
@@ -90,8 +96,12 @@ def read_manifest(url: str) -> list[tuple[int, str]]:
         with fsspec.open(url, "rb") as f:  # a local path or any fsspec URL
             data = f.read()
         text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError, ValueError, ImportError) as exc:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         raise InvalidManifest(f"cannot read the manifest {url}: {exc}") from exc
+    except (UnicodeDecodeError, ValueError, ImportError) as exc:  # not text, or an unknown URL scheme
+        raise InvalidManifest(f"cannot read the manifest {url}: {exc}") from exc
+    except Exception as exc:  # OSError, or a store's own (botocore's EndpointConnectionError is not one)
+        raise FetchFailed(f"cannot fetch the manifest {url}: {type(exc).__name__}: {exc}") from exc
     lines = [(n, raw) for n, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
     if not lines:
         raise InvalidManifest(f"the manifest {url} has no jobs")
@@ -276,9 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         lines = read_manifest(args.manifest)
-    except InvalidManifest as exc:
+    except (InvalidManifest, FetchFailed) as exc:  # exit 2, or 1 when the store did not answer
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     report_path: str = args.report or default_report_path(args.manifest)
     try:
         settings = get_settings()

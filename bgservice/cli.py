@@ -474,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "jobs":
                 return jobs(args)
             if args.command == "serve":
+                # one request line per request on the console: Ray would fold similar lines from all
+                # replicas into one "[repeated Nx across cluster]" (read when Ray is imported)
+                os.environ.setdefault("RAY_DEDUP_LOGS", "0")
                 from bgservice.api.server import run as serve
 
                 return serve(

@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bgservice.errors import InvalidSettings
 
+# The names BGSERVICE_MODEL accepts: bgservice.models.registry registers exactly these (a test checks),
+# so the settings need not import the models layer.
+MODEL_NAMES = ("selfie", "selfie_landscape", "pose_full", "modnet")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BGSERVICE_", frozen=True, extra="ignore")
@@ -154,10 +158,8 @@ class Settings(BaseSettings):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from bgservice.models.registry import model_names
-
-        if value not in model_names():
-            raise ValueError(f"unknown model {value!r}; known: {', '.join(model_names())}")
+        if value not in MODEL_NAMES:
+            raise ValueError(f"unknown model {value!r}; known: {', '.join(MODEL_NAMES)}")
         return value
 
     @field_validator("segmenter_gpus")

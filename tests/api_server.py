@@ -14,7 +14,12 @@ from benchmarks.serve_process import ServeProcess as _ServeProcess
 
 
 class ServeProcess(_ServeProcess):
-    BASE_ENV: ClassVar[dict[str, str]] = {"BGSERVICE_POOL_MIN": "1", "BGSERVICE_POOL_MAX": "2"}
+    BASE_ENV: ClassVar[dict[str, str]] = {
+        "BGSERVICE_POOL_MIN": "1",
+        "BGSERVICE_POOL_MAX": "2",
+        # one console line per request and replica: tests read which replica answered
+        "RAY_DEDUP_LOGS": "0",
+    }
 
 
 __all__ = ["REPO", "START_SECONDS", "ServeProcess", "free_port", "wait_for"]

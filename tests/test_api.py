@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -393,21 +394,25 @@ def _burst_pids(server: ServeProcess) -> set[str]:
 def test_rate_limit_burst_shared_by_two_replicas(server: ServeProcess) -> None:
     answers: list[httpx.Response] = []
     started = time.monotonic()
-    with server.client(BURST_KEY) as c:
-        for _ in range(2 * QUOTA):
-            answers.append(submit(c, {"videoUrl": "file:///not/allowed"}))  # refused, but takes a token
-        # Serve routes each request to one replica by load; on a busy machine one can answer a whole
-        # burst. Go on (bounded) until both have answered this key: after the bucket is empty, a replica
-        # with a bucket of its own would let requests through again. The replicas' log lines reach the
-        # server's console a few seconds late, so each round waits for them before sending more.
+    with server.client(BURST_KEY) as c, ThreadPoolExecutor(8) as pool:
+
+        def burst(n: int) -> None:
+            # refused (a URL that is not allowed), but each takes a token. Sent 8 at a time: Serve routes
+            # a request to the replica with fewer requests in flight, so concurrent ones reach both.
+            answers.extend(pool.map(lambda _: submit(c, {"videoUrl": "file:///not/allowed"}), range(n)))
+
+        burst(2 * QUOTA)
+        # On a busy machine one replica can still answer a whole burst. Go on (bounded) until both have
+        # answered this key: after the bucket is empty, a replica with a bucket of its own would let
+        # requests through again. The replicas' log lines reach the server's console a few seconds
+        # late, so each round waits for them before sending more.
         for _ in range(4):
             deadline = time.monotonic() + 10
             while len(_burst_pids(server)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.5)
             if len(_burst_pids(server)) >= 2:
                 break
-            for _ in range(QUOTA):
-                answers.append(submit(c, {"videoUrl": "file:///not/allowed"}))
+            burst(QUOTA)
     elapsed = time.monotonic() - started
     codes = [r.status_code for r in answers]
     assert set(codes) <= {422, 429}

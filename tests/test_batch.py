@@ -77,6 +77,27 @@ def test_unreadable_manifest_exits_2(tmp_path: Path) -> None:
     assert _batch(str(binary)).returncode == 2
 
 
+
+def test_a_manifest_on_an_unreachable_store_is_fetch_failed_exit_1(tmp_path: Path) -> None:
+    """Not an internal error with a traceback: the store did not answer (a retry may succeed)."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    down = _batch("s3://jobs/manifest.jsonl", env=env)
+    assert down.returncode == 1, down.stderr
+    assert down.stderr.startswith("error: fetch_failed: cannot fetch the manifest s3://jobs/manifest.jsonl")
+    assert "Traceback" not in down.stderr
+
+
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
     import ray

@@ -22,28 +22,39 @@ import pytest
 from bgservice.cli import main
 from tests.conftest import need
 
-PAGE = """<!doctype html>
-<html><body>
-<video id="v" src="out.mp4" muted preload="auto" playsinline></video>
+
+def video_page(src: str, report: str, page_style: str = "") -> str:
+    """A page that loads ``src`` in a <video>, seeks to 0.5 s and then runs ``report`` (JavaScript with
+    ``v``, the video, ``c``, a canvas of its size, ``g``, its 2D context, and ``out(obj)``, which writes
+    ``obj`` as JSON into #result, where :func:`run_page` reads it)."""
+    return f"""<!doctype html>
+<html><body style="{page_style}">
+<video id="v" src="{src}" muted preload="auto" playsinline></video>
 <canvas id="c"></canvas>
 <pre id="result">pending</pre>
 <script>
 const v = document.getElementById("v");
-const out = (o) => { document.getElementById("result").textContent = JSON.stringify(o); };
-v.addEventListener("error", () => out({error: v.error ? v.error.code : -1}));
-v.addEventListener("loadeddata", () => { v.currentTime = 0.5; });
-v.addEventListener("seeked", () => {
+const out = (o) => {{ document.getElementById("result").textContent = JSON.stringify(o); }};
+v.addEventListener("error", () => out({{error: v.error ? v.error.code : -1}}));
+v.addEventListener("loadeddata", () => {{ v.currentTime = 0.5; }});
+v.addEventListener("seeked", () => {{
   const c = document.getElementById("c");
   c.width = v.videoWidth; c.height = v.videoHeight;
   const g = c.getContext("2d");
-  g.drawImage(v, 0, 0);
-  const corner = Array.from(g.getImageData(10, 10, 1, 1).data).slice(0, 3);
-  out({width: v.videoWidth, height: v.videoHeight, duration: v.duration, readyState: v.readyState,
-       corner: corner});
-});
+  {report}
+}});
 </script>
 </body></html>
 """
+
+
+PAGE = video_page(
+    "out.mp4",
+    """g.drawImage(v, 0, 0);
+  const corner = Array.from(g.getImageData(10, 10, 1, 1).data).slice(0, 3);
+  out({width: v.videoWidth, height: v.videoHeight, duration: v.duration, readyState: v.readyState,
+       corner: corner});""",
+)
 
 
 def chromium() -> str | None:

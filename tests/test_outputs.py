@@ -34,7 +34,7 @@ from tests.conftest import need
 from tests.dagtools import local_ray
 from tests.media_factory import MediaFactory
 from tests.outputs import frames, grey_frames, inspect, rgba_frames
-from tests.test_browser import chromium, run_page, served  # noqa: F401  (served: a fixture)
+from tests.test_browser import chromium, run_page, served, video_page  # noqa: F401  (served: a fixture)
 
 TALKING_HEAD = "talking_head_cremad_1001_DFA_NEU_XX.flv"  # 480x360, 61 frames, 2.035 s, green screen
 BUSY = "hair_busy_bg_tears_of_steel_640x360.mp4"  # a textured background (for the blur)
@@ -281,28 +281,14 @@ def test_transparent_webm_shows_the_page_through_in_chromium(
     assert (np.abs(diff.mean(axis=0)) <= 4).all(), diff.mean(axis=0)
 
 
-RED_PAGE = """<!doctype html>
-<html><body style="background: rgb(255, 0, 0); margin: 0">
-<video id="v" src="out.webm" muted preload="auto" playsinline></video>
-<canvas id="c"></canvas>
-<pre id="result">pending</pre>
-<script>
-const v = document.getElementById("v");
-const out = (o) => { document.getElementById("result").textContent = JSON.stringify(o); };
-v.addEventListener("error", () => out({error: v.error ? v.error.code : -1}));
-v.addEventListener("loadeddata", () => { v.currentTime = 0.5; });
-v.addEventListener("seeked", () => {
-  const c = document.getElementById("c");
-  c.width = v.videoWidth; c.height = v.videoHeight;
-  const g = c.getContext("2d");
-  g.fillStyle = getComputedStyle(document.body).backgroundColor;  // the page under the video
+RED_PAGE = video_page(
+    "out.webm",
+    """g.fillStyle = getComputedStyle(document.body).backgroundColor;  // the page under the video
   g.fillRect(0, 0, c.width, c.height);
   g.drawImage(v, 0, 0);
-  out({width: v.videoWidth, height: v.videoHeight, png: c.toDataURL("image/png")});
-});
-</script>
-</body></html>
-"""
+  out({width: v.videoWidth, height: v.videoHeight, png: c.toDataURL("image/png")});""",
+    page_style="background: rgb(255, 0, 0); margin: 0",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
