@@ -17,12 +17,7 @@ Prints p50/p99/max and the wall time. Numbers, not assertions: the machine's oth
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,13 +26,7 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from benchmarks.serve_process import ServeProcess
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -125,46 +114,17 @@ def main() -> int:
         scratch = Path(tmp)
         clip = args.clip or _clip(scratch)
         keys = [f"bench-key-{i}" for i in range(args.keys)]
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "BGSERVICE_DATA_DIR": str(scratch / "data"),
-            "BGSERVICE_API_KEYS": ",".join(f"k{i}:{k}" for i, k in enumerate(keys)),
-            "BGSERVICE_RATE_LIMIT_PER_MINUTE": "100000",
-            "RAY_ADDRESS": "",
-        }
-        log = open(scratch / "serve.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bgservice",
-                "serve",
-                "--port",
-                str(port),
-                "--replicas",
-                str(args.replicas),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        service = ServeProcess(
+            scratch / "data",
+            env={
+                "BGSERVICE_API_KEYS": ",".join(f"k{i}:{k}" for i, k in enumerate(keys)),
+                "BGSERVICE_RATE_LIMIT_PER_MINUTE": "100000",
+            },
+            args=("--replicas", str(args.replicas)),
         )
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    print((scratch / "serve.log").read_text()[-3000:])
-                    return 1
-                time.sleep(0.5)
+            service.start()
+            base = service.base
             clients = {k: httpx.Client(base_url=base, headers={"X-API-Key": k}, timeout=60) for k in keys}
             assets = {}
             for k, c in clients.items():
@@ -191,13 +151,7 @@ def main() -> int:
             )
             return 0
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(120)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            log.close()
+            service.stop()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ KEYS = {
     "outputs": "kc-outputs-0006",  # tests/test_api_outputs.py: the jobs that run
     "refused": "kc-refused-0007",  # tests/test_api_outputs.py: the refused submits (their own bucket)
 }
+MEDIA_HOST = "127.0.0.2"
 QUOTA = 30  # per key and minute: a token every 2 s, so an emptied bucket says Retry-After: 2
 
 
@@ -46,6 +47,9 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
             "BGSERVICE_API_KEYS": ",".join(f"{n}:{k}" for n, k in KEYS.items()),
             "BGSERVICE_RATE_LIMIT_PER_MINUTE": str(QUOTA),
             "BGSERVICE_MAX_RUNNING_JOBS": "2",
+            # an operator's internal media server (tests/test_client.py serves an input there); the
+            # private-address rule still holds for 127.0.0.1, which the refusal tests use
+            "BGSERVICE_ALLOWED_PRIVATE_NETS": f"{MEDIA_HOST}/32",
         },
     )
     try:

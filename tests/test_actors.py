@@ -252,13 +252,15 @@ def test_pool_forget_job_answers_waiting_requests_and_returns_held_leases() -> N
         first = await pool.lease("a")
         waiting = asyncio.create_task(pool.lease("a"))
         await asyncio.sleep(0)
+        while_leased = pool.load()
         pool.forget_job("a")
-        return first, await waiting, pool.load()
+        return first, await waiting, while_leased, pool.load()
 
-    first, second, load = asyncio.run(scenario())
+    first, second, while_leased, load = asyncio.run(scenario())
     assert first == (0, "fake-segmenter") and second is None
+    assert (while_leased["segmenters"], while_leased["busy"], while_leased["waiting"]) == (1, 1, 1)
     # and the lease it still held (e.g. granted while it was being cancelled) is back in the pool
-    assert load["waiting"] == 0 and load["leased"] == 0
+    assert load["waiting"] == 0 and load["leased"] == 0 and load["busy"] == 0
 
 
 def test_pool_stops_idle_segmenters_when_no_job_comes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,13 +24,24 @@ from bgservice.errors import (
     UrlNotAllowed,
 )
 from tests.api_server import wait_for
-from tests.client_service import QUOTA, LiveService
+from tests.client_service import MEDIA_HOST, QUOTA, LiveService
 from tests.media_factory import MediaFactory
 from tests.outputs import inspect
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 JOB_SECONDS = 300.0
+POOL_MIN, POOL_MAX = 1, 2  # tests/api_server.py's BGSERVICE_POOL_MIN / _MAX
+
+
+def idle_pool(base: str) -> dict[tuple[str, str], float]:
+    """A scrape once the Segmenter pool holds no lease (the job's leases return asynchronously)."""
+    busy = ("bgservice_segmenter_pool_busy", "")
+    return dict(wait_for(lambda: (m := scrape(base)).get(busy) == 0 and m, 60, "an idle Segmenter pool"))
+
+
+def grew(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float], name: str) -> float:
+    return after[(name, "")] - before[(name, "")]
 
 
 def scrape(base: str) -> dict[tuple[str, str], float]:
@@ -63,18 +77,22 @@ def test_upload_submit_wait_download(
         assert job.result_data.duration_seconds == pytest.approx(1.0, abs=0.05)
         assert job.result_data.usage.billed_seconds == pytest.approx(1.0)
 
-        after = scrape(live_service.base)  # /metrics counts it, from the database
+        after = idle_pool(live_service.base)  # /metrics counts it, from the database ...
         assert after[("bgservice_jobs", "completed")] >= before[("bgservice_jobs", "completed")] + 1
         assert (
             after[("bgservice_billed_seconds_total", "")]
             >= before[("bgservice_billed_seconds_total", "")] + 1.0
         )
         assert after[("bgservice_job_duration_seconds_count", "")] >= 1
+        # ... and from the runner: the frames its driver wrote, the pool it runs the shards on
+        assert after[("bgservice_runner_up", "")] == 1
+        assert POOL_MIN <= after[("bgservice_segmenter_pool_size", "")] <= POOL_MAX
 
         out = c.download(job, tmp_path / "out.mp4")
         info = inspect(str(out))
         assert (info.width, info.height) == (320, 240)
         assert info.video_duration == pytest.approx(1.0, abs=0.1)
+        assert grew(before, after, "bgservice_frames_processed_total") >= info.frames > 0
         assert not (tmp_path / "out.mp4.part").exists()
 
         page = c.list(limit=5)
@@ -84,6 +102,48 @@ def test_upload_submit_wait_download(
         with pytest.raises(JobNotCancellable) as not_cancellable:
             c.cancel(accepted.id)
         assert not_cancellable.value.code == "job_not_cancellable"
+
+
+@pytest.fixture
+def media_server(media_factory: MediaFactory) -> Iterator[tuple[str, int]]:
+    """The basic clip over plain HTTP on the internal media host the service allows: (URL, its size)."""
+    data = media_factory.basic().read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((MEDIA_HOST, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{MEDIA_HOST}:{server.server_address[1]}/clip.mp4", len(data)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_count_the_bytes_a_job_fetched(
+    live_service: LiveService, media_server: tuple[str, int]
+) -> None:
+    """A job whose input comes over http: the runner's /metrics figures count the download (done in the
+    decoder's process, reported by the runner's) and the frames."""
+    url, size = media_server
+    with Client(live_service.base, live_service.key("client")) as c:
+        before = scrape(live_service.base)
+        job = c.wait(c.submit(url, end=0.4).id, timeout=JOB_SECONDS)
+        assert job.status == "completed", job.error
+    after = idle_pool(live_service.base)
+    assert after[("bgservice_runner_up", "")] == 1
+    assert grew(before, after, "bgservice_fetched_bytes_total") >= size
+    assert grew(before, after, "bgservice_frames_processed_total") >= 1
+    assert POOL_MIN <= after[("bgservice_segmenter_pool_size", "")] <= POOL_MAX
 
 
 def test_errors_raise_the_projects_classes(live_service: LiveService, media_factory: MediaFactory) -> None:

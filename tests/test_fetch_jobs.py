@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bgservice.counters import FETCHED_BYTES, FRAMES_PROCESSED
 from bgservice.jobs.record import JobRecord
 from bgservice.jobs.runner import Runner
 from bgservice.jobs.store import JobStore
@@ -118,6 +119,11 @@ def test_an_allowed_internal_server_serves_a_job_that_completes(
     server = serve("127.0.0.2", body(clip, "video/x-flv"))
     spec_url = server.url("/talking.flv")
     settings = internal(tmp_path)
+    fetched, frames = FETCHED_BYTES.value, FRAMES_PROCESSED.value
     record = run_untrusted(spec_url, settings)
     assert record.state.value == "completed", record.error
     assert (tmp_path / "out.mp4").stat().st_size > 0
+    # the runner's process counted the download and the frames (what /metrics reports for it)
+    assert record.result is not None
+    assert FETCHED_BYTES.value - fetched >= len(clip)
+    assert FRAMES_PROCESSED.value - frames >= record.result["frames"] > 0

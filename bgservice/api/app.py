@@ -568,13 +568,21 @@ def _routes(app: FastAPI) -> None:
         "/metrics",
         tags=["health"],
         summary="Prometheus metrics",
-        description="Job figures read from the database at scrape time (every replica answers the same), "
-        "then this replica's own counters. No API key: scrape it from inside the cluster.",
+        description="Prometheus text format. Job figures read from the database at scrape time (every "
+        "replica answers the same: `bgservice_jobs{state}`, `bgservice_jobs_failed{code}`, "
+        "`bgservice_queue_depth`, `bgservice_queue_oldest_seconds`, `bgservice_queue_wait_seconds`, "
+        "`bgservice_job_duration_seconds`, `bgservice_billed_seconds_total`); the job runner's figures, "
+        "asked at scrape time (`bgservice_runner_up`, `bgservice_frames_processed_total`, "
+        "`bgservice_fetched_bytes_total`, `bgservice_segmenter_pool_size`, "
+        "`bgservice_segmenter_pool_busy`; a runner that does not answer within 2 s gives "
+        "`bgservice_runner_up 0` and no runner figures); then this replica's own counters "
+        "(`bgservice_webhook_deliveries_total{outcome}`). No API key: scrape it from inside the cluster.",
         response_class=Response,
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def metrics_route(request: Request) -> Response:
-        body = await run_in_threadpool(metrics.render, _service(request).engine)
+        service = _service(request)
+        body = await run_in_threadpool(metrics.scrape, service.engine, service.settings)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Alive")

@@ -8,15 +8,31 @@ The job figures are read from the database at scrape time, so every replica answ
 - ``bgservice_job_duration_seconds``: histogram of started → finished, over completed jobs
 - ``bgservice_billed_seconds_total``: billed seconds of completed jobs
 
-Per-process figures are this replica's own counters (:data:`WEBHOOK_DELIVERIES`, labelled by outcome).
+Per-process figures of the runner (the detached actor whose threads drive every job, and which knows its
+Segmenter pool), asked at scrape time (:func:`bgservice.jobs.runner.runner_metrics`, at most
+:data:`~bgservice.jobs.runner.METRICS_SECONDS`):
+
+- ``bgservice_runner_up``: 1 when the runner answered, else 0 (and the runner's figures are left out:
+  the scrape still answers, with the database's figures)
+- ``bgservice_frames_processed_total``: frames the runner's jobs wrote to their outputs
+- ``bgservice_fetched_bytes_total``: bytes the runner's jobs downloaded (http(s)) or copied (object
+  stores) into scratch: inputs, background images and videos
+- ``bgservice_segmenter_pool_size`` / ``bgservice_segmenter_pool_busy``: Segmenters in the pool (starting
+  ones included) / those holding a lease now; left out when the pool does not answer in time
+
+The two counters belong to the runner's process: a new runner (a restart, a deploy) starts them again
+from zero, which Prometheus's ``rate()`` / ``increase()`` read as a counter reset.
+
+Then this replica's own counters (:data:`WEBHOOK_DELIVERIES`, labelled by outcome).
 The endpoint takes no API key: scrape it from inside the cluster, and keep it off the public ingress.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -24,7 +40,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
 from bgservice.api.billing import billed_seconds
+from bgservice.jobs.runner import runner_metrics
 from bgservice.jobs.schema import jobs
+from bgservice.settings import Settings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("queued", "running", "completed", "failed", "cancelled")
@@ -107,8 +125,49 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def render(engine: Engine) -> bytes:
-    """The scrape: the database's job figures, then this process's counters."""
+class RunnerCollector(Collector):
+    """The runner's figures (:meth:`bgservice.jobs.runner.RunnerActor.metrics`), or ``None``: not up."""
+
+    def __init__(self, figures: Mapping[str, Any] | None) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self._figures
+        up = 0.0 if figures is None else 1.0
+        yield GaugeMetricFamily("bgservice_runner_up", "1 when the job runner answered this scrape", value=up)
+        if figures is None:
+            return
+        frames = CounterMetricFamily(
+            "bgservice_frames_processed", "frames the runner's jobs wrote (since the runner started)"
+        )
+        frames.add_metric([], float(figures.get("frames_processed", 0)))
+        yield frames
+        fetched = CounterMetricFamily(
+            "bgservice_fetched_bytes", "bytes the runner's jobs fetched into scratch (since it started)"
+        )
+        fetched.add_metric([], float(figures.get("fetched_bytes", 0)))
+        yield fetched
+        pool = figures.get("pool")
+        if isinstance(pool, Mapping):
+            yield GaugeMetricFamily(
+                "bgservice_segmenter_pool_size", "Segmenters in the pool", value=float(pool.get("size", 0))
+            )
+            yield GaugeMetricFamily(
+                "bgservice_segmenter_pool_busy",
+                "Segmenters holding a lease (working on a shard)",
+                value=float(pool.get("busy", 0)),
+            )
+
+
+def render(engine: Engine, runner: Mapping[str, Any] | None) -> bytes:
+    """The scrape: the database's job figures, the runner's figures (``None``: it did not answer), then
+    this process's counters."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JobsCollector(engine))
+    registry.register(RunnerCollector(runner))
     return generate_latest(registry) + generate_latest(PROCESS)
+
+
+def scrape(engine: Engine, settings: Settings) -> bytes:
+    """``GET /metrics``: asks the runner for these settings (bounded wait), then :func:`render`."""
+    return render(engine, runner_metrics(settings))

@@ -3,7 +3,8 @@ equal, and what ``bgservice process`` runs unless a Ray cluster is asked for.
 
 Decoding, the shards' processing and encoding overlap (:mod:`bgservice.engines.overlap`): a reader
 thread decodes, ``BGSERVICE_LOCAL_WORKERS`` threads (default: one per core) segment, refine and
-composite whole shards, and this thread feeds x264 in order.
+composite whole shards, and this thread feeds x264 in order. Frames written are counted in
+:data:`bgservice.counters.FRAMES_PROCESSED` (fetched bytes by the fetcher itself: both in this process).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TypeVar
 import numpy as np
 
 from bgservice.backgrounds import BackgroundVideo, open_backdrop
+from bgservice.counters import FRAMES_PROCESSED
 from bgservice.engines.base import CancelToken, JobResult, ProgressFn
 from bgservice.engines.overlap import OrderedMap
 from bgservice.errors import JobCancelled
@@ -129,7 +131,9 @@ def run_job(
                 if cancel is not None and cancel.is_set():
                     raise JobCancelled("the job was cancelled")
                 with stage.timed("encode"):
+                    before = out.frames_written
                     out.write(frames, shard.pts)
+                FRAMES_PROCESSED.add(out.frames_written - before)
                 if progress:
                     progress(out.frames_written, total)
         with stage.timed("finalize"):

@@ -36,6 +36,9 @@ remote 4xx/5xx, timeouts, connection errors, DNS failure, more than 5 redirects,
 ``fetch_failed`` (502; a retry may succeed); over the byte cap -> ``input_too_large`` -- never
 ``invalid_input``, which stays for files that are fetched but are not videos.
 
+Every byte received (http(s)) or copied (object stores) is counted in
+:data:`bgservice.counters.FETCHED_BYTES` (``bgservice_fetched_bytes_total`` on ``/metrics``).
+
 API (what the HTTP API and the runner call)::
 
     from bgservice.io.fetch import check_source_url, fetch_to_local
@@ -78,6 +81,7 @@ from ssrfguard import AddressTable, Policy
 from ssrfguard.errors import BlockedAddressError, BlockedURLError, SSRFGuardError
 from ssrfguard.httpx import SafeBackend
 
+from bgservice.counters import FETCHED_BYTES
 from bgservice.errors import (
     BgServiceError,
     FetchFailed,
@@ -485,6 +489,7 @@ def _save(
     with open(dest, "wb") as out:
         for chunk in response.iter_bytes(_CHUNK):
             written += len(chunk)
+            FETCHED_BYTES.add(len(chunk))
             if written > max_bytes:
                 raise InputTooLarge(f"{what} is over the limit of {max_bytes} bytes ({limit_name})")
             if time.monotonic() > deadline.end:  # a trickle that never ends stops here
@@ -515,6 +520,7 @@ def copy_object(url: str, dest: Path, *, max_bytes: int, limit_name: str, what: 
         with fs.open(path_in_fs, "rb") as src, open(dest, "wb") as dst:
             while block := src.read(_CHUNK):
                 copied += len(block)
+                FETCHED_BYTES.add(len(block))
                 if copied > max_bytes:
                     raise InputTooLarge(f"{what} is over the limit of {max_bytes} bytes ({limit_name})")
                 dst.write(block)

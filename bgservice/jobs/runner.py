@@ -25,6 +25,10 @@
 - Timeout: a job running longer than ``BGSERVICE_JOB_TIMEOUT_SECONDS`` is stopped and fails ``timeout``.
 - Concurrency: ``BGSERVICE_MAX_RUNNING_JOBS`` (default: what the cluster's CPUs fit beside the Segmenter
   pool and the HTTP service, 2 on 2 CPUs) and ``BGSERVICE_MAX_RUNNING_JOBS_PER_KEY`` go to every claim.
+- Metrics: the jobs' drivers run in the runner's process, so its :mod:`bgservice.counters` (frames
+  processed, bytes fetched) are the service's; :meth:`RunnerActor.metrics` adds its Segmenter pool's size
+  and busy count, and ``/metrics`` asks for them at scrape time (:func:`runner_metrics`). A new runner (a
+  restart, a deploy) counts from zero again.
 
 Run in the foreground (the process owns a local Ray unless ``RAY_ADDRESS`` is set; SIGTERM or Ctrl-C
 stops it gracefully)::
@@ -46,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 from types import FrameType
 from typing import Any
 
+from bgservice import counters
 from bgservice.engines import Engine, get_engine
 from bgservice.errors import (
     BgServiceError,
@@ -68,6 +73,8 @@ HEARTBEAT_SECONDS = 0.5  # per job: lease renewal, progress (at most twice a sec
 SWEEP_SECONDS = 2.0  # lapsed leases re-queued, timed-out jobs failed (every runner sweeps)
 GENERATION_SECONDS = 1.0  # how often a runner looks for a newer generation
 REAP_SECONDS = 10.0  # the actor: how often it stops idle Segmenter pools left by older code or settings
+METRICS_SECONDS = 2.0  # the longest /metrics waits for the runner's figures ...
+POOL_LOAD_SECONDS = 1.0  # ... of which the runner waits this long for its pool's
 STOP_SECONDS = 60.0  # a graceful stop waits this long for the jobs to let go
 
 # Why a runner stops a job: the user asked; it ran too long; the runner is stopping or retired (the job
@@ -408,6 +415,19 @@ class RunnerActor:
     def status(self) -> dict[str, Any]:
         return self._runner.status()
 
+    def metrics(self) -> dict[str, Any]:
+        """This process's counters (the jobs' drivers run here) by name, the runner's ``name`` and
+        ``pool``: ``{"size", "busy"}`` of its Segmenter pool (zeros before a job has started it; ``None``
+        when it does not answer within :data:`POOL_LOAD_SECONDS`, or with the one-process engine)."""
+        figures: dict[str, Any] = {**counters.snapshot(), "name": self._runner.name, "pool": None}
+        if self._pool:
+            from bgservice.engines.ray.pool import pool_load
+
+            load = pool_load(self._pool, POOL_LOAD_SECONDS)
+            if load is not None:
+                figures["pool"] = {"size": load["segmenters"], "busy": load["busy"]}
+        return figures
+
     def adopt(self, generation: int) -> bool:
         return self._runner.adopt(generation)
 
@@ -531,6 +551,29 @@ def runner_alive(settings: Settings) -> bool:
     except Exception:
         return False
     return status.get("stopping") is None
+
+
+def runner_metrics(settings: Settings, timeout: float = METRICS_SECONDS) -> dict[str, Any] | None:
+    """:meth:`RunnerActor.metrics` of the runner for these settings, or ``None`` when none answers within
+    ``timeout`` seconds. Never raises, never starts Ray (``None`` when this process is not connected),
+    and returns within ``timeout`` even when Ray itself does not answer (the question runs in a daemon
+    thread that is left behind)."""
+    answer: list[dict[str, Any]] = []
+
+    def ask() -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            if not ray.is_initialized():
+                return
+            handle = _lookup(runner_name(settings))
+            if handle is not None:
+                answer.append(ray.get(handle.metrics.remote(), timeout=timeout))
+
+    worker = threading.Thread(target=ask, name="bgservice-runner-metrics", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return answer[0] if answer else None
 
 
 def stop_runner(settings: Settings, graceful: bool = True, timeout: float = STOP_SECONDS) -> bool:

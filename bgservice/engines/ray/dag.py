@@ -23,6 +23,8 @@
   from the pool and the shard sent to another (up to ``SEGMENT_ATTEMPTS`` times).
 - Cancel: the loop stops, queued tasks are cancelled, the encoder drops its files, the job's actors are
   killed and its leases returned to the pool.
+- Counting (:mod:`bgservice.counters`, reported on ``/metrics`` by the runner whose thread drives the
+  job): frames as the encoder reports them written, and the bytes the decoder fetched.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bgservice.counters import FETCHED_BYTES, FRAMES_PROCESSED
 from bgservice.engines.base import CancelToken, JobResult, ProgressFn
 from bgservice.engines.ray.iopool import IO_POOL, IOPair
 from bgservice.engines.ray.pool import get_pool
@@ -271,6 +274,7 @@ class _JobRun:
         self.requested = 0
         self.n_shards: int | None = None
         self.written_shards = 0
+        self.frames_written = 0
         self.total = 0
         self.t0 = time.monotonic()
 
@@ -298,6 +302,7 @@ class _JobRun:
                 dec_spec, settings, settings.shard_frames, before, after
             )
             media: JobMedia = self._wait_get(media_ref, "decode")
+            FETCHED_BYTES.add(media.fetched_bytes)  # fetched in the decoder's process: counted in ours
             h.stats.mark("decoder_open", self.t0)
             self.total = media.total_frames
             h._set_progress(0, self.total)
@@ -443,6 +448,8 @@ class _JobRun:
             progress: EncodeProgress = _get(ref, "encode")
             if progress.shards_written > self.written_shards:
                 self.written_shards = progress.shards_written
+                FRAMES_PROCESSED.add(progress.frames_written - self.frames_written)
+                self.frames_written = progress.frames_written
                 h._set_progress(progress.frames_written, self.total)
 
     # --- the end, whatever it is ----------------------------------------------------------------------

@@ -8,6 +8,8 @@ background video, if any), or ``(None, None)`` at the end. Frames are read in bo
 :class:`bgservice.media.decode.FrameReader`, so memory is flat in the video's length; the DAG bounds how
 many shards are requested ahead. A decoder is stateful and is not restarted: if its process dies the job
 fails with ``decode_failed``. The staged input stays until ``close`` (the encoder reads its audio).
+The bytes ``open`` fetched travel back in :attr:`JobMedia.fetched_bytes`: the driver, whose process the
+runner reports on ``/metrics``, counts them (:mod:`bgservice.counters`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from bgservice.counters import FETCHED_BYTES
 from bgservice.engines.ray.segmenter import _current_node_id
 from bgservice.engines.ray.types import JobMedia, ShardHead
 from bgservice.media.types import Shard
@@ -51,8 +54,9 @@ class Decoder:
 
         self.close()
         try:
-            path, info, window = self._stack.enter_context(prepared_input(spec, settings))
-            backdrop, self._background = self._stack.enter_context(open_backdrop(spec, info, settings))
+            with FETCHED_BYTES.tally() as fetched:  # this process's count is not scraped: the driver's is
+                path, info, window = self._stack.enter_context(prepared_input(spec, settings))
+                backdrop, self._background = self._stack.enter_context(open_backdrop(spec, info, settings))
             self._time_base = info.time_base
             reader = FrameReader(path, info, window)
             self._reader = reader
@@ -69,6 +73,7 @@ class Decoder:
             end_pts=reader.end_pts,
             node_id=_current_node_id(),
             decoder_pid=os.getpid(),
+            fetched_bytes=fetched.value,
         )
         return media, backdrop
 

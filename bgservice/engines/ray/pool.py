@@ -199,9 +199,12 @@ class SegmenterPool:
         raise RuntimeError("no Segmenter is ready")
 
     def load(self) -> dict[str, int]:
+        """Segmenters (starting ones included), ready ones, busy ones (holding a lease), leases held and
+        asked for, jobs waiting (operators, ``/metrics``)."""
         return {
             "segmenters": len(self._members),
             "ready": sum(m.ready for m in self._members.values()),
+            "busy": sum(1 for m in self._members.values() if m.outstanding > 0),
             "leased": sum(m.outstanding for m in self._members.values()),
             "waiting": sum(len(q) for q in self._waiting.values()),
             "jobs_waiting": len(self._order),
@@ -378,6 +381,22 @@ def pool_names() -> list[str]:
         for a in list_named_actors(all_namespaces=True)
         if a.get("namespace") == POOL_NAMESPACE and str(a.get("name", "")).startswith(POOL_PREFIX)
     )
+
+
+def pool_load(name: str, timeout: float) -> dict[str, int] | None:
+    """``load()`` of the pool called ``name`` without starting one: all zeros when no such pool runs (no
+    job has needed it yet), ``None`` when it does not answer within ``timeout`` seconds."""
+    import ray
+
+    try:
+        handle = ray.get_actor(name, namespace=POOL_NAMESPACE)
+    except ValueError:
+        return dict.fromkeys(("segmenters", "ready", "busy", "leased", "waiting", "jobs_waiting"), 0)
+    try:
+        load: Any = ray.get(handle.load.remote(), timeout=timeout)
+    except Exception:  # restarting, gone meanwhile, or too busy to answer in time
+        return None
+    return {str(k): int(v) for k, v in load.items()}
 
 
 def reap_stale_pools(keep: str, timeout: float = 5.0) -> list[str]:

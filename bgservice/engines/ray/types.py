@@ -20,6 +20,7 @@ class JobMedia:
     end_pts: int  # where the window's last frame ends (FrameReader.end_pts), for the encoder
     node_id: str  # where the decoder runs: the encoder runs there too (it needs source_path)
     decoder_pid: int
+    fetched_bytes: int = 0  # what opening the job fetched (input, background): the driver counts it
 
 
 @dataclass(frozen=True)
