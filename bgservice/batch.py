@@ -292,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_path: str = args.report or default_report_path(args.manifest)
     try:
         settings = get_settings()
+        from bgservice.models.onnx_session import require_runtime  # MissingExtra: no cpu/gpu extra
+
+        require_runtime()
     except InvalidSettings as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 2

@@ -432,6 +432,9 @@ def process(args: argparse.Namespace) -> int:
     if args.preset is not None:
         overrides["preset"] = args.preset
     base = get_settings()
+    from bgservice.models.onnx_session import require_runtime  # MissingExtra: no cpu/gpu extra
+
+    require_runtime()
     settings = base.model_copy(update=overrides) if overrides else base
     spec = JobSpec.build(
         args.input,
@@ -479,6 +482,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
                 from bgservice.api.server import run as serve
 
+                if not args.no_runner:  # this process starts the runner, which runs the models
+                    from bgservice.models.onnx_session import require_runtime
+
+                    require_runtime()
                 return serve(
                     get_settings(),
                     args.host,

@@ -45,6 +45,7 @@ def _run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
         ("bgservice.cli", ["process", "in.mp4", "-o", "OUT"]),
         ("bgservice.batch", ["MANIFEST"]),
         ("bgservice.jobs.runner", []),
+        ("bgservice.cli", ["serve", "--port", "0"]),
     ],
 )
 def test_each_command_names_the_extra_to_install(module: str, args: list[str], tmp_path: Path) -> None:

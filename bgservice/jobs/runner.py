@@ -604,6 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     del argv
     try:
         settings = get_settings()
+        from bgservice.models.onnx_session import require_runtime  # MissingExtra: no cpu/gpu extra
+
+        require_runtime()
     except InvalidSettings as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 2

@@ -30,6 +30,13 @@ except ModuleNotFoundError as exc:  # `pip install .` without the cpu / gpu extr
         raise
     raise MissingExtra() from None
 
+
+
+def require_runtime() -> None:
+    """For the entry points that run jobs, before they start anything: importing this module already
+    raised :class:`MissingExtra` (``invalid_settings``, exit 2) if ONNX Runtime is not installed."""
+
+
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
