@@ -121,10 +121,8 @@ def matter_context(cfg: MatteConfig) -> int:
     """Context frames a :class:`Matter` with ``cfg`` may read on each side (an upper bound)."""
     ctx = (cfg.temporal_radius if cfg.temporal else 0) + (cfg.crop_window if cfg.crop_pass else 0)
     ctx = max(ctx, cfg.gate_hold if cfg.gate else 0)
-    # the nearest sampled prior of the window's edge frames, where frames borrow it (else the prior is
-    # only the gate's opinion on its sampled frames, all within the hold)
-    borrowed = cfg.prior_model and (cfg.prior_mask or cfg.prior_components)
-    return ctx + (cfg.prior_every // 2 if borrowed else 0)
+    # the nearest sampled prior of the window's edge frames, where frames borrow it
+    return ctx + (cfg.prior_every // 2 if cfg.prior_model and cfg.prior_borrowed else 0)
 
 
 class OutputWriter:

@@ -84,6 +84,13 @@ class MatteConfig:
     # the quality this configuration belongs to (recorded in the job's result)
     quality: str = "fast"
 
+    @property
+    def prior_borrowed(self) -> bool:
+        """Whether frames other than the prior's sampled ones use it (it multiplies the mask or drops its
+        components): they then need the nearest sampled frame as context. Else the prior is only the
+        gate's opinion on its sampled frames, all within the gate's hold."""
+        return self.prior_mask or self.prior_components
+
     @classmethod
     def raw(cls) -> MatteConfig:
         """The baseline: the model's mask upsampled bilinearly, nothing else."""

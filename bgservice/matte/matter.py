@@ -130,9 +130,8 @@ class Matter:
 
     @property
     def _prior_borrowed(self) -> bool:
-        """Whether frames other than the prior's sampled ones use it (the prior multiplies the mask or
-        drops its components); else the prior is only the gate's opinion on the sampled frames."""
-        return self.config.prior_mask or self.config.prior_components
+        """:attr:`MatteConfig.prior_borrowed` (a property, so that a test can take the eager gate's path)."""
+        return self.config.prior_borrowed
 
     # --- per-frame low-resolution masks (independent of the shard) ---------------------------------------
 
@@ -226,19 +225,23 @@ class Matter:
             start += len(r)
         return out, exact
 
-    def _evidence(self, low: F32, reduced: U8) -> Bool:
-        """The gate's per-frame evidence of a person for the frames given (their first-pass masks and
-        reduced frames): the prior agrees with the mask, or (where it does not) pose finds a person."""
+    def _judge(self, low: F32, second: F32, reduced: U8, judged: Bool | None = None) -> Bool:
+        """The gate's per-frame evidence of a person (frames not ``judged`` say no): the second opinion
+        agrees with the mask, or (where it does not) pose finds a person (it costs ~10 ms a frame)."""
         cfg = self.config
-        second = self._prior(np.ascontiguousarray(reduced))
-        evidence = np.array([person_evidence(low[i], second[i], min_area=cfg.gate_min_area,
-                                             agreement=cfg.gate_agreement)
+        judged = np.ones(len(low), np.bool_) if judged is None else judged
+        evidence = np.array([judged[i] and person_evidence(low[i], second[i], min_area=cfg.gate_min_area,
+                                                           agreement=cfg.gate_agreement)
                              for i in range(len(low))], np.bool_)
-        if self.pose is not None and not evidence.all():
-            unsure = np.flatnonzero(~evidence)
+        if self.pose is not None and not evidence[judged].all():
+            unsure = np.flatnonzero(~evidence & judged)
             _, presence = self.pose.logits(np.ascontiguousarray(reduced[unsure]))  # type: ignore[attr-defined]
             evidence[unsure] = presence >= cfg.gate_pose
         return evidence
+
+    def _evidence(self, low: F32, reduced: U8) -> Bool:
+        """:meth:`_judge` of these frames (first-pass masks, reduced frames), asking the prior."""
+        return self._judge(low, self._prior(np.ascontiguousarray(reduced)), reduced)
 
     def _lazy_presence(self, low: F32, reduced: U8, first_index: int, kb: int, n: int) -> Bool:
         """Whether each output frame ``kb .. kb+n-1`` (of the ``low`` frames) holds a person: the same
@@ -294,16 +297,7 @@ class Matter:
         low = self._segment(reduced)
         evidence = None
         if second is not None:
-            cfg = self.config
-            judged = np.ones(len(low), np.bool_) if exact is None else exact
-            evidence = np.array([judged[i] and person_evidence(low[i], second[i], min_area=cfg.gate_min_area,
-                                                               agreement=cfg.gate_agreement)
-                                 for i in range(len(low))], np.float32)
-            if self.pose is not None and not evidence[judged].all():
-                # the pose model only where the two masks disagree (it costs ~10 ms a frame)
-                unsure = np.flatnonzero((evidence == 0) & judged)
-                _, presence = self.pose.logits(np.ascontiguousarray(reduced[unsure]))  # type: ignore[attr-defined]
-                evidence[unsure] = (presence >= cfg.gate_pose).astype(np.float32)
+            evidence = self._judge(low, second, reduced, exact).astype(np.float32)
         if self.prior is not None and second is not None and self.config.prior_components:
             for i in range(low.shape[0]):
                 keep_prior_components(low[i], second[i], self.config.prior_min_area)
