@@ -247,6 +247,29 @@ def test_composite_pixels() -> None:
     assert np.array_equal(buf, out)
 
 
+@pytest.mark.parametrize(("shape", "dtype"), [((6, 9), np.float32), ((6, 9, 3), np.uint8),
+                                              ((6, 9, 3), np.float32), ((6, 9, 4), np.float32)])
+def test_gather_and_scatter_match_fancy_indexing(shape: tuple[int, ...], dtype: type) -> None:
+    """The band's record-view gather/scatter give exactly what ``x.reshape(P, C)[idx]`` does, on
+    contiguous images and on strided views (which take the plain path)."""
+    from bgservice.matte._types import gather, scatter
+
+    rng = np.random.default_rng(1)
+    image = (rng.random(shape) * 255).astype(dtype)
+    idx = np.sort(rng.choice(6 * 9, 17, replace=False)).astype(np.intp)
+    rows = image.reshape(6 * 9, -1) if image.ndim == 3 else image.reshape(-1)
+    assert np.array_equal(gather(image, idx), rows[idx])
+    values = (rng.random(gather(image, idx).shape) * 255).astype(dtype)
+    got, want = image.copy(), image.copy()
+    scatter(got, idx, values)
+    (want.reshape(6 * 9, -1) if image.ndim == 3 else want.reshape(-1))[idx] = values
+    assert np.array_equal(got, want)
+    if image.ndim == 3:  # a strided view (every other column of a wider image)
+        wide = np.repeat(image, 2, axis=1)[:, ::2]
+        assert not wide.flags.c_contiguous
+        assert np.array_equal(gather(wide, idx), rows[idx])
+
+
 # --- quality modes and the person-presence gate -----------------------------------------------------------
 
 FAST, BEST = MatteConfig.fast(), MatteConfig.best()

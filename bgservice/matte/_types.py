@@ -31,6 +31,42 @@ def resize(x: F32, w: int, h: int, interpolation: int = cv2.INTER_LINEAR) -> F32
     return f32(cv2.resize(x, (w, h), interpolation=interpolation))
 
 
+def _records(a: npt.NDArray[Any]) -> npt.NDArray[Any] | None:
+    """A contiguous [..., C] array seen as one record of C items per pixel ([P] of a C-item void type), or
+    None where that view is impossible. numpy gathers and scatters whole records several times faster
+    than rows of a 2-D array (np.take on [P,3] uint8 ~3 ms, ``a[idx] = v`` ~13 ms; as records ~3 ms)."""
+    if a.ndim < 2 or not a.flags.c_contiguous:
+        return None
+    return a.reshape(-1).view(np.dtype((np.void, a.shape[-1] * a.itemsize)))
+
+
+def gather(image: npt.NDArray[Any], flat: Idx) -> npt.NDArray[Any]:
+    """The pixels at ``flat`` (indices into the [H*W] pixel grid) of ``image`` [H,W] or [H,W,C]: [k] or
+    [k,C], a new array."""
+    if image.ndim == 2:
+        return np.take(image.reshape(-1), flat)
+    rec = _records(image)
+    if rec is None:
+        return np.take(image.reshape(-1, image.shape[2]), flat, axis=0)
+    out: npt.NDArray[Any] = np.take(rec, flat).view(image.dtype).reshape(-1, image.shape[2])
+    return out
+
+
+def scatter(image: npt.NDArray[Any], flat: Idx, values: npt.NDArray[Any]) -> None:
+    """``image``'s pixels at ``flat`` = ``values`` ([k] or [k,C] of the image's dtype); ``image`` must be
+    C-contiguous."""
+    if image.ndim == 2:
+        image.reshape(-1)[flat] = values
+        return
+    rec = _records(image)
+    vals = np.ascontiguousarray(values, dtype=image.dtype)
+    packed = _records(vals) if vals.shape == (flat.size, image.shape[2]) else None
+    if rec is None or packed is None:
+        image.reshape(-1, image.shape[2])[flat] = values
+        return
+    np.put(rec, flat, packed)
+
+
 class Band:
     """Full-resolution pixels covered by a set of work-grid pixels, and where they sit on the work grid.
 
@@ -75,9 +111,7 @@ class Band:
 
     def take(self, image: npt.NDArray[Any], index: Idx | None = None) -> npt.NDArray[Any]:
         """``image[rows, cols]`` for the band's pixels (or the band's ``index``-th ones), [k] or [k, C]."""
-        flat = self.flat if index is None else self.flat[index]
-        view = image.reshape(-1) if image.ndim == 2 else image.reshape(-1, image.shape[2])
-        return np.take(view, flat, axis=0)
+        return gather(image, self.flat if index is None else self.flat[index])
 
     def put(self, image: npt.NDArray[Any], values: npt.NDArray[Any], index: Idx | None = None) -> None:
         """``image[rows, cols] = values`` for the band's pixels (or the band's ``index``-th ones)."""
@@ -85,9 +119,7 @@ class Band:
             rows, cols = (self.rows, self.cols) if index is None else (self.rows[index], self.cols[index])
             image[rows, cols] = values
             return
-        flat = self.flat if index is None else self.flat[index]
-        view = image.reshape(-1) if image.ndim == 2 else image.reshape(-1, image.shape[2])
-        view[flat] = values
+        scatter(image, self.flat if index is None else self.flat[index], values)
 
     def sample(self, field: F32) -> F32:
         """Bilinear samples of a work-grid ``field`` [hs,ws] or [hs,ws,C] (C <= 4) at the band pixels."""

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from bgservice.matte._types import F32, U8, f32
+from bgservice.matte._types import F32, U8, f32, gather, scatter
 from bgservice.matte.fill import push_pull
 
 # Transparent outputs: below this alpha a pixel's colour is the subject's colour extended outwards (it is
@@ -87,16 +87,16 @@ def _blend(fg: U8, plate: U8, a: F32, out: U8) -> None:
     zero = cv2.compare(a, 0.0, cv2.CMP_LE)  # type: ignore[call-overload]
     band = cv2.bitwise_not(cv2.bitwise_or(one, zero))
     idx = _nonzero_flat(band.reshape(-1))
-    f = fg.reshape(-1, 3)[idx].astype(np.float32)  # read before ``out`` (maybe ``fg``) is written
-    w = a.reshape(-1)[idx][:, None]
+    f = gather(fg, idx).astype(np.float32)  # read before ``out`` (maybe ``fg``) is written
+    w = np.take(a.reshape(-1), idx)[:, None]
     f *= w
-    f += plate.reshape(-1, 3)[idx].astype(np.float32) * (np.float32(1.0) - w)
+    f += gather(plate, idx).astype(np.float32) * (np.float32(1.0) - w)
     if out.ctypes.data != fg.ctypes.data:
         np.copyto(out, fg)
     cv2.copyTo(plate, zero, out)
     np.rint(f, out=f)
     np.clip(f, 0.0, 255.0, out=f)
-    out.reshape(-1, 3)[idx] = f.astype(np.uint8)
+    scatter(out, idx, f.astype(np.uint8))
 
 
 def _nonzero_flat(mask: U8) -> npt.NDArray[np.intp]:
