@@ -439,6 +439,28 @@ def test_writer_refuses_bad_frames(media_factory: MediaFactory, tmp_path: Path) 
             writer.write(np.zeros((1, 240, 320, 3), np.uint8), np.array([512]))
 
 
+
+def test_writer_encodes_each_picture_it_is_given(media_factory: MediaFactory, tmp_path: Path) -> None:
+    """The writer converts every picture through one RGB frame it keeps: each output frame must still be
+    the picture written at its timestamp (solid colours that change every frame, written one by one and
+    in batches, the caller's buffer overwritten after each write)."""
+    info = probe(str(media_factory.basic()), S)
+    colours = [(230, 20, 20), (20, 230, 20), (20, 20, 230), (230, 230, 20), (20, 230, 230), (128, 128, 128)]
+    path = tmp_path / "v.mp4"
+    buf = np.empty((1, 240, 320, 3), np.uint8)
+    with VideoWriter(str(path), info, crf=18, preset="ultrafast") as writer:
+        for i, c in enumerate(colours[:3]):
+            buf[:] = c
+            writer.write(buf, np.array([i * 512]))
+        batch = np.stack([np.full((240, 320, 3), c, np.uint8) for c in colours[3:]])
+        writer.write(batch, np.array([1536, 2048, 2560]))
+        batch[:] = 0
+    with av.open(str(path)) as c:
+        got = [f.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0) for f in c.decode(video=0)]
+    assert len(got) == len(colours)
+    for mean, want in zip(got, colours, strict=True):
+        assert np.abs(mean - np.array(want)).max() < 4.0, (mean, want)
+
 # --- real clips -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("name", "codec", "size"),

@@ -337,6 +337,7 @@ class _Converter:
                 src_colorspace=conv.colorspace,
                 src_color_range=conv.color_range,
                 interpolation=conv.interpolation,
+                threads=1,  # swscale's slice threads cost more CPU than they save (~2 vs ~5 ms at 1080p)
             ).to_ndarray()
         except (av.FFmpegError, ValueError) as exc:
             raise DecodeFailed(f"converting a frame to RGB failed: {describe(exc, self.path)}") from exc
