@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +67,8 @@ class ShardProcessor:
         self._matters: dict[str, Matter] = {"fast": Matter(self.model, MatteConfig.fast())}
         # shards are cut once per job with the pool's context: enough for either mode
         self._context = max(matter_context(MatteConfig.fast()), matter_context(MatteConfig.best()))
+        # per-thread buffers reused from shard to shard (see :meth:`matte`)
+        self._scratch = threading.local()
 
     def resolve_quality(self, requested: str | None) -> str:
         """``fast`` or ``best`` for a job that asked for ``requested`` (None: BGSERVICE_QUALITY)."""
@@ -87,27 +90,49 @@ class ShardProcessor:
     def context_after(self) -> int:
         return self._context
 
-    def matte(self, shard: Shard, quality: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def matte(self, shard: Shard, quality: str | None = None, *, scratch: bool = False,
+              in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(alpha float32 [N,H,W] 0..1, foreground colours uint8 [N,H,W,3]) for the shard's frames, in the
-        job's ``quality`` (:meth:`resolve_quality`)."""
+        job's ``quality`` (:meth:`resolve_quality`).
+
+        ``scratch``: the alpha goes into this thread's scratch buffer, overwritten by its next shard (for
+        a caller that is done with it before then); ``in_place``: the foreground colours are written over
+        ``shard.frames`` (a writable array the caller no longer needs)."""
         matter = self.matter(self.resolve_quality(quality))
-        return matter(shard.frames, shard.before, shard.after, shard.start)
+        n, h, w = shard.frames.shape[:3]
+        alpha_out = None
+        if scratch:
+            alpha_out = getattr(self._scratch, "alpha", None)
+            if alpha_out is None or alpha_out.shape != (n, h, w):
+                alpha_out = self._scratch.alpha = None  # drop the old one before allocating
+                alpha_out = self._scratch.alpha = np.empty((n, h, w), np.float32)
+        fg_out = shard.frames if in_place and shard.frames.flags.writeable else None
+        return matter(shard.frames, shard.before, shard.after, shard.start, alpha_out=alpha_out,
+                      fg_out=fg_out)
 
     def __call__(
-        self, shard: Shard, backdrop: Backdrop | np.ndarray, quality: str | None = None
+        self, shard: Shard, backdrop: Backdrop | np.ndarray, quality: str | None = None, *,
+        consume: bool = False,
     ) -> np.ndarray:
         """The shard's output frames: RGB [N,H,W,3] (composite), RGBA [N,H,W,4] (transparent) or the
-        matte [N,H,W,1]. ``backdrop``: the job's, or a bare plate (composite over it)."""
+        matte [N,H,W,1]. ``backdrop``: the job's, or a bare plate (composite over it). ``consume``: the
+        caller is done with ``shard.frames``: a writable array may be overwritten with the foreground
+        colours and the composite (the one-process engine; never object-store memory, which is
+        read-only), saving a fresh 1080p buffer per frame."""
         if isinstance(backdrop, np.ndarray):
             backdrop = Backdrop(plate=backdrop)
-        alpha, foreground = self.matte(shard, quality)
+        # the alpha is used up before this returns (scratch); the frames may take the foreground colours
+        # (and then the composite) unless the blurred background still needs them
+        composited = backdrop.render not in ("matte", "transparent")
+        in_place = consume and composited and backdrop.blur_sigma <= 0
+        alpha, foreground = self.matte(shard, quality, scratch=True, in_place=in_place)
         if backdrop.render == "matte":
             return alpha_u8(alpha)
         if backdrop.render == "transparent":
             return to_rgba(foreground, alpha)
-        # Blend into the foreground buffer when it is the matte's own copy (saves a fresh frame's page
-        # faults); never into the shard's frames, which may be read-only object-store memory.
-        owned = foreground is not shard.frames and foreground.flags.writeable
+        # Blend into the foreground buffer when it is the matte's own copy or the consumed frames (saves a
+        # fresh frame's page faults); never into frames the caller still needs.
+        owned = (foreground is not shard.frames or in_place) and foreground.flags.writeable
         out = foreground if owned else None
         if backdrop.blur_sigma > 0:
             return composite_blurred(foreground, alpha, shard.frames, backdrop.blur_sigma, out=out)

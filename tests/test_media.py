@@ -191,6 +191,28 @@ def test_shards_same_frames_whatever_the_size(media_factory: MediaFactory) -> No
                 assert np.array_equal(shard.after, reference[s + len(shard) : s + len(shard) + after])
 
 
+def test_recycled_shard_arrays_are_refilled_with_the_right_frames(media_factory: MediaFactory) -> None:
+    """The one-process engine hands each shard's array back once written (overwritten by then with its
+    composite): later shards decoded into it carry their own frames and context, never the old ones."""
+    path = media_factory.vfr()
+    info = probe(str(path), S)
+    window = resolve_trim(info, 0.3, 2.5, S)
+    reference, _ = read_all(path, info, window)
+    reused = 0
+    with FrameReader(str(path), info, window) as reader:
+        seen: list[np.ndarray] = []  # kept alive: an id is never reused
+        for shard in reader.shards(5, 3, 2):
+            s = shard.start
+            assert np.array_equal(shard.frames, reference[s : s + len(shard)])
+            assert np.array_equal(shard.before, reference[max(0, s - 3) : s])
+            assert np.array_equal(shard.after, reference[s + len(shard) : s + len(shard) + 2])
+            reused += any(a is shard.frames for a in seen)
+            seen.append(shard.frames)
+            shard.frames[:] = 7  # what the engine leaves in it: the composite
+            reader.recycle(shard.frames)
+    assert reused > 0  # the arrays did come back
+
+
 def test_window_is_frame_accurate_by_timestamp(media_factory: MediaFactory) -> None:
     path = media_factory.basic()  # 25 fps: frame i at i * 0.04 s
     info = probe(str(path), S)

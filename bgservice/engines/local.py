@@ -124,7 +124,7 @@ def run_job(
             if cancel is not None and cancel.is_set():
                 raise JobCancelled("the job was cancelled")
             with stage.timed("process"):
-                return processor(shard, backdrop, spec.quality)
+                return processor(shard, backdrop, spec.quality, consume=True)
 
         with OrderedMap(work, shards, workers=workers, depth=workers) as done:
             for shard, frames in done:
@@ -133,6 +133,8 @@ def run_job(
                 with stage.timed("encode"):
                     before = out.frames_written
                     out.write(frames, shard.pts)
+                # written (the writer keeps a copy of what it holds back): the decoder refills the array
+                reader.recycle(shard.frames)
                 FRAMES_PROCESSED.add(out.frames_written - before)
                 if progress:
                     progress(out.frames_written, total)

@@ -316,11 +316,15 @@ class Matter:
 
     # --- the shard --------------------------------------------------------------------------------------
 
-    def __call__(self, frames: U8, before: U8, after: U8, start: int | None = None) -> tuple[F32, U8]:
+    def __call__(self, frames: U8, before: U8, after: U8, start: int | None = None, *,
+                 alpha_out: F32 | None = None, fg_out: U8 | None = None) -> tuple[F32, U8]:
         """Alpha [N,H,W] and foreground colour [N,H,W,3] of ``frames``, with context frames around them.
         ``start``: the video index of ``frames[0]`` (the shard's start), which fast mode's sparse prior
         needs to sample the same frames however the video is cut; without it the prior runs on every
-        frame."""
+        frame. ``alpha_out`` / ``fg_out``: where to write them (float32 [N,H,W] / uint8 [N,H,W,3]);
+        ``fg_out`` may be ``frames`` itself (each frame is read before its band is overwritten) when the
+        caller no longer needs the frames: a fresh 1080p buffer costs more in page faults than the maths
+        that fills it."""
         cfg = self.config
         n, h, w = frames.shape[:3]
         geo = Geometry.of(h, w, cfg.work_long_side)
@@ -394,8 +398,15 @@ class Matter:
                 coeffs[t] = ab
                 filtered[t] = apply_coefficients(ab[0], ab[1], guides[t])
 
-        alpha = np.empty((n, h, w), np.float32)
-        fg = frames.copy() if cfg.fusion else frames
+        alpha = alpha_out if alpha_out is not None else np.empty((n, h, w), np.float32)
+        if alpha.shape != (n, h, w) or alpha.dtype != np.float32:
+            raise ValueError(f"alpha_out {alpha.shape} {alpha.dtype} does not match frames {frames.shape}")
+        fg = frames
+        if cfg.fusion and fg_out is not frames:
+            fg = fg_out if fg_out is not None else np.empty_like(frames)
+            if fg.shape != frames.shape or fg.dtype != np.uint8:
+                raise ValueError(f"fg_out {fg.shape} {fg.dtype} does not match frames {frames.shape}")
+            np.copyto(fg, frames)
         for i in range(n):
             t = kb + i
             if present is not None and not present[t]:
