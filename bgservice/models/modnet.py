@@ -28,13 +28,12 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
 from bgservice.models.onnx_session import CUDA, create_session
-from bgservice.models.selfie import data_path
+from bgservice.models.selfie import data_path, model_resize
 
 PRECISIONS = ("auto", "fp32", "fp16")
 
@@ -114,11 +113,10 @@ class ModnetMatting:
         shrinking, else bilinear)."""
         n, fh, fw = frames.shape[:3]
         h, w = model_size(fh, fw, short_side or self.short_side)
-        interp = cv2.INTER_AREA if fh >= h and fw >= w else cv2.INTER_LINEAR
         x = np.empty((n, 3, h, w), np.float32)
         scale, offset = np.float32(1.0 / 127.5), np.float32(-1.0)
         for i in range(n):
-            small = cv2.resize(np.ascontiguousarray(frames[i]), (w, h), interpolation=interp)
+            small = model_resize(frames[i], w, h)
             chw = small.transpose(2, 0, 1).astype(np.float32)
             np.multiply(chw, scale, out=chw)
             np.add(chw, offset, out=x[i])

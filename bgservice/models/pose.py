@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from bgservice.models.selfie import OnnxSelfieModel
+from bgservice.models.selfie import OnnxSelfieModel, model_resize
 
 SEGMENTATION_OUTPUT = "Identity_2"  # [N, 256, 256, 1] logits (the tflite's own output name)
 PRESENCE_OUTPUT = "Identity_1"  # [N, 1] pose presence score 0..1 (sigmoid inside the graph)
@@ -48,11 +48,8 @@ def letterbox_input(frames: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.
     n, h, w = frames.shape[:3]
     y0, x0, rh, rw = letterbox_box(h, w, size)
     square = np.zeros((n, size, size, 3), np.uint8)
-    interp = cv2.INTER_AREA if h >= rh and w >= rw else cv2.INTER_LINEAR
     for i in range(n):
-        square[i, y0 : y0 + rh, x0 : x0 + rw] = cv2.resize(
-            np.ascontiguousarray(frames[i]), (rw, rh), interpolation=interp
-        )
+        square[i, y0 : y0 + rh, x0 : x0 + rw] = model_resize(frames[i], rw, rh)
     x = square.astype(np.float32)
     x *= np.float32(1.0 / 255.0)
     return x

@@ -52,16 +52,32 @@ def data_path(filename: str) -> Path:
     return Path(str(resources.files(DATA_PACKAGE).joinpath(DATA_DIR, filename)))
 
 
+def model_resize(frame: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np.uint8]:
+    """One RGB frame resized to ``w`` x ``h`` for a model: area average when shrinking both axes, else
+    bilinear (pixel-centre aligned).
+
+    A frame at least twice the target on both axes is first halved (2x2 block average, the odd last
+    row / column dropped) while that holds: OpenCV's exact-2x path costs ~0.15 ms on a 960x540 image
+    where one area average by a fractional factor (960x540 -> 256x256) costs ~3.5 ms (the pose crop
+    pass's squares, frames of 1440x1080 halved once for the models). The result is the
+    same average but for the window edges, which fall on 2x2 blocks instead of pixels (the models see
+    256-px inputs; measured on 1080p footage: benchmarks/RESULTS.md, "model inputs halved first")."""
+    src = np.ascontiguousarray(frame)
+    if src.shape[:2] == (h, w):
+        return src
+    while src.shape[0] >= 2 * h and src.shape[1] >= 2 * w and min(src.shape[:2]) >= 2:
+        hh, hw = src.shape[0] // 2, src.shape[1] // 2
+        src = np.asarray(cv2.resize(src[: 2 * hh, : 2 * hw], (hw, hh), interpolation=cv2.INTER_AREA))
+    if src.shape[:2] == (h, w):
+        return src
+    interp = cv2.INTER_AREA if src.shape[0] >= h and src.shape[1] >= w else cv2.INTER_LINEAR
+    out: npt.NDArray[np.uint8] = np.asarray(cv2.resize(src, (w, h), interpolation=interp))
+    return out
+
+
 def resize_frame(frame: npt.NDArray[np.uint8], size: tuple[int, int], out: npt.NDArray[np.uint8]) -> None:
-    """Resize one RGB frame to ``size`` = (h, w) into ``out``: area-average when shrinking both axes,
-    bilinear (pixel-centre aligned) otherwise."""
-    h, w = size
-    src_h, src_w = frame.shape[:2]
-    if (src_h, src_w) == (h, w):
-        out[...] = frame
-        return
-    interp = cv2.INTER_AREA if src_h >= h and src_w >= w else cv2.INTER_LINEAR
-    out[...] = cv2.resize(np.ascontiguousarray(frame), (w, h), interpolation=interp)
+    """Resize one RGB frame to ``size`` = (h, w) into ``out`` (:func:`model_resize`)."""
+    out[...] = model_resize(frame, size[1], size[0])
 
 
 class OnnxSelfieModel:
