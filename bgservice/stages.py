@@ -18,7 +18,7 @@ from types import TracebackType
 import numpy as np
 
 from bgservice.backgrounds import Backdrop
-from bgservice.matte import MatteConfig, Matter, composite
+from bgservice.matte import FrameCache, MatteConfig, Matter, composite
 from bgservice.matte.composite import alpha_u8, composite_blurred, to_rgba
 from bgservice.media.encode import CONTAINERS, VideoWriter
 from bgservice.media.ffmpeg import finalize
@@ -91,13 +91,14 @@ class ShardProcessor:
         return self._context
 
     def matte(self, shard: Shard, quality: str | None = None, *, scratch: bool = False,
-              in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+              in_place: bool = False, cache: FrameCache | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(alpha float32 [N,H,W] 0..1, foreground colours uint8 [N,H,W,3]) for the shard's frames, in the
         job's ``quality`` (:meth:`resolve_quality`).
 
         ``scratch``: the alpha goes into this thread's scratch buffer, overwritten by its next shard (for
         a caller that is done with it before then); ``in_place``: the foreground colours are written over
-        ``shard.frames`` (a writable array the caller no longer needs)."""
+        ``shard.frames`` (a writable array the caller no longer needs); ``cache``: the job's
+        :class:`~bgservice.matte.FrameCache` (shards of one video, one process)."""
         matter = self.matter(self.resolve_quality(quality))
         n, h, w = shard.frames.shape[:3]
         alpha_out = None
@@ -108,24 +109,24 @@ class ShardProcessor:
                 alpha_out = self._scratch.alpha = np.empty((n, h, w), np.float32)
         fg_out = shard.frames if in_place and shard.frames.flags.writeable else None
         return matter(shard.frames, shard.before, shard.after, shard.start, alpha_out=alpha_out,
-                      fg_out=fg_out)
+                      fg_out=fg_out, cache=cache)
 
     def __call__(
         self, shard: Shard, backdrop: Backdrop | np.ndarray, quality: str | None = None, *,
-        consume: bool = False,
+        consume: bool = False, cache: FrameCache | None = None,
     ) -> np.ndarray:
         """The shard's output frames: RGB [N,H,W,3] (composite), RGBA [N,H,W,4] (transparent) or the
         matte [N,H,W,1]. ``backdrop``: the job's, or a bare plate (composite over it). ``consume``: the
         caller is done with ``shard.frames``: a writable array may be overwritten with the foreground
         colours and the composite (the one-process engine; never object-store memory, which is
-        read-only), saving a fresh 1080p buffer per frame."""
+        read-only), saving a fresh 1080p buffer per frame. ``cache``: see :meth:`matte`."""
         if isinstance(backdrop, np.ndarray):
             backdrop = Backdrop(plate=backdrop)
         # the alpha is used up before this returns (scratch); the frames may take the foreground colours
         # (and then the composite) unless the blurred background still needs them
         composited = backdrop.render not in ("matte", "transparent")
         in_place = consume and composited and backdrop.blur_sigma <= 0
-        alpha, foreground = self.matte(shard, quality, scratch=True, in_place=in_place)
+        alpha, foreground = self.matte(shard, quality, scratch=True, in_place=in_place, cache=cache)
         if backdrop.render == "matte":
             return alpha_u8(alpha)
         if backdrop.render == "transparent":

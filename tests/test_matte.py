@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks.groundtruth import Keyed, composite_keyed, key_frame, pan_background, synthetic_background
-from bgservice.matte import MatteConfig, Matter, composite
+from bgservice.matte import FrameCache, MatteConfig, Matter, composite
 from bgservice.matte import metrics as M
 from bgservice.models import SegmentationModel, get_model
 
@@ -347,6 +347,43 @@ def test_fast_mode_does_not_depend_on_where_the_video_is_cut(model: Segmentation
     parts = [matter(frames[s:s + size], frames[max(0, s - kb):s], frames[s + size:s + size + ka], s)[0]
              for s in range(0, len(frames), size)]
     assert np.array_equal(np.concatenate(parts), whole)
+
+
+@pytest.mark.parametrize("order", ["in order", "reversed"])
+def test_frame_cache_changes_nothing_but_the_work(model: SegmentationModel, order: str,
+                                                 occluded: tuple[np.ndarray, np.ndarray,
+                                                                 list[np.ndarray]]) -> None:
+    """Shards sharing a FrameCache (as in the one-process engine) give exactly the shards' results
+    without it, whichever shard runs first, and the context frames come from the cache: the models see
+    each frame once."""
+    frames = occluded[1][:24]  # the card over frames 6-15: the gate changes its mind inside the clip
+    matter = Matter(model, FAST)
+    kb, ka = matter.context_before, matter.context_after
+    starts = list(range(0, len(frames), 8))
+
+    def shard(s: int, cache: FrameCache | None) -> tuple[np.ndarray, np.ndarray]:
+        return matter(frames[s:s + 8], frames[max(0, s - kb):s], frames[s + 8:s + 8 + ka], s, cache=cache)
+
+    seen = [0]
+    inner = matter.model.predict
+
+    def counting(x: np.ndarray) -> np.ndarray:
+        seen[0] += len(x)
+        return inner(x)
+
+    matter.model.predict = counting  # type: ignore[method-assign]
+    try:
+        plain = {s: shard(s, None) for s in starts}
+        without = seen[0]
+        cache = FrameCache()
+        cached = {s: shard(s, cache) for s in (starts if order == "in order" else starts[::-1])}
+        with_cache = seen[0] - without
+    finally:
+        del matter.model.predict  # the instance attribute: back to the class's method
+    for s in starts:
+        assert np.array_equal(cached[s][0], plain[s][0]) and np.array_equal(cached[s][1], plain[s][1])
+    assert cache.hits >= 2 * (kb + ka)  # both boundaries' context frames were found
+    assert with_cache == len(frames) < without  # each frame through the model once
 
 
 class _EveryPriorAsked(Matter):

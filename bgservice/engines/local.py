@@ -24,6 +24,7 @@ from bgservice.counters import FRAMES_PROCESSED
 from bgservice.engines.base import CancelToken, JobResult, ProgressFn
 from bgservice.engines.overlap import OrderedMap
 from bgservice.errors import JobCancelled
+from bgservice.matte import FrameCache
 from bgservice.media.decode import FrameReader
 from bgservice.media.types import Shard
 from bgservice.settings import Settings
@@ -119,12 +120,15 @@ def run_job(
             ),
         )
         workers = local_workers(settings)
+        # the shards' context frames are their neighbours' edge frames: computed once (FrameCache)
+        edges = processor.context_before + processor.context_after
+        cache = FrameCache(capacity=2 * edges * (workers + 1))
 
         def work(shard: Shard) -> np.ndarray:
             if cancel is not None and cancel.is_set():
                 raise JobCancelled("the job was cancelled")
             with stage.timed("process"):
-                return processor(shard, backdrop, spec.quality, consume=True)
+                return processor(shard, backdrop, spec.quality, consume=True, cache=cache)
 
         with OrderedMap(work, shards, workers=workers, depth=workers) as done:
             for shard, frames in done:

@@ -5,6 +5,6 @@
 
 from bgservice.matte.composite import composite
 from bgservice.matte.config import MatteConfig
-from bgservice.matte.matter import Matter
+from bgservice.matte.matter import FrameCache, Matter
 
-__all__ = ["MatteConfig", "Matter", "composite"]
+__all__ = ["FrameCache", "MatteConfig", "Matter", "composite"]

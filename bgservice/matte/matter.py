@@ -26,6 +26,8 @@ Context: the temporal window reads R frames each side and their crop boxes K mor
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -70,6 +72,42 @@ class Geometry:
     def of(cls, height: int, width: int, long_side: int) -> Geometry:
         s = max(1.0, max(height, width) / long_side)
         return cls(height, width, max(1, round(height / s)), max(1, round(width / s)))
+
+
+class FrameCache:
+    """What the first pass found for single frames, kept for the shard next door.
+
+    A shard's context frames are its neighbours' edge frames: without this cache every frame near a
+    shard boundary goes through the models twice (10 of every 42 frames with 32-frame shards). The
+    one-process engine gives one cache to all shards of a job; each :class:`Matter` stores, per video
+    frame index, the reduced frame, the model mask and the work-grid guide of the frames near a shard's
+    edges, and looks them up before computing. (The gate's answers were tried too: the neighbours'
+    lazy gates never asked about the same frame on the talking-head clip.)
+    Each entry depends on its frame alone, so the result is the same with or without the cache (bit for
+    bit). Thread-safe; holds at most ``capacity`` frames (least recently used out).
+    """
+
+    def __init__(self, capacity: int = 48) -> None:
+        self.capacity = max(1, capacity)
+        self._frames: OrderedDict[tuple[int, int], tuple[U8, F32, F32]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0  # frames found (tests, benchmarks)
+
+    def frames(self, keys: list[tuple[int, int]]) -> list[tuple[U8, F32, F32] | None]:
+        with self._lock:
+            out = [self._frames.get(k) for k in keys]
+            for k, v in zip(keys, out, strict=True):
+                if v is not None:
+                    self._frames.move_to_end(k)
+                    self.hits += 1
+            return out
+
+    def put_frame(self, key: tuple[int, int], value: tuple[U8, F32, F32]) -> None:
+        with self._lock:
+            self._frames[key] = value
+            self._frames.move_to_end(key)
+            while len(self._frames) > self.capacity:
+                self._frames.popitem(last=False)
 
 
 class Matter:
@@ -314,30 +352,11 @@ class Matter:
         guides *= np.float32(1.0 / 255.0)
         return low, guides, evidence
 
-    # --- the shard --------------------------------------------------------------------------------------
-
-    def __call__(self, frames: U8, before: U8, after: U8, start: int | None = None, *,
-                 alpha_out: F32 | None = None, fg_out: U8 | None = None) -> tuple[F32, U8]:
-        """Alpha [N,H,W] and foreground colour [N,H,W,3] of ``frames``, with context frames around them.
-        ``start``: the video index of ``frames[0]`` (the shard's start), which fast mode's sparse prior
-        needs to sample the same frames however the video is cut; without it the prior runs on every
-        frame. ``alpha_out`` / ``fg_out``: where to write them (float32 [N,H,W] / uint8 [N,H,W,3]);
-        ``fg_out`` may be ``frames`` itself (each frame is read before its band is overwritten) when the
-        caller no longer needs the frames: a fresh 1080p buffer costs more in page faults than the maths
-        that fills it."""
-        cfg = self.config
-        n, h, w = frames.shape[:3]
-        geo = Geometry.of(h, w, cfg.work_long_side)
-        r = cfg.temporal_radius if cfg.temporal else 0
-        k = cfg.crop_window if cfg.crop_pass else 0
-        kb = min(len(before), self.context_before)
-        ka = min(len(after), self.context_after)
-        parts = [p for p in (before[len(before) - kb:], frames, after[:ka]) if len(p)]
+    def _first_passes(self, parts: list[U8], geo: Geometry, start: int | None, kb: int, n: int,
+                      lazy: bool) -> tuple[F32, F32, Bool | None]:
+        """Masks and guides of every frame of ``parts`` (concatenated), and which output frames hold a
+        person (None without a gate)."""
         reduced = [_halve_until(p, REDUCED_LONG_SIDE) for p in parts]
-        # fast mode with the prior as the gate's opinion only: the gate asks the prior (and pose) only on
-        # the sampled frames whose answer can change an output frame's decision (see _lazy_presence)
-        lazy = (self.prior is not None and start is not None and cfg.prior_every > 1
-                and not self._prior_borrowed)
         if lazy:
             seconds: list[F32 | None] = [None] * len(reduced)
             exact: list[Bool | None] = [None] * len(reduced)
@@ -348,16 +367,81 @@ class Matter:
         del seconds
         low = np.concatenate([x[0] for x in firsts])
         guides = np.concatenate([x[1] for x in firsts])
-        present: Bool | None
         if lazy:
             assert start is not None
-            present = self._lazy_presence(low, np.concatenate(reduced) if len(reduced) > 1 else reduced[0],
-                                          start - kb, kb, n)
+            return low, guides, self._lazy_presence(
+                low, np.concatenate(reduced) if len(reduced) > 1 else reduced[0], start - kb, kb, n)
+        evs = [x[2] for x in firsts]
+        if all(e is not None for e in evs):
+            return low, guides, hold(np.concatenate([e for e in evs if e is not None]) > 0,
+                                     self.config.gate_hold)
+        return low, guides, None
+
+    def _first_pass_cached(self, parts: list[U8], geo: Geometry, first_index: int, edge: int,
+                           cache: FrameCache) -> tuple[U8, F32, F32]:
+        """What :meth:`_first_pass` gives without a second opinion (reduced frames, masks and guides of
+        every frame of ``parts``, concatenated), taking what ``cache`` holds and storing the frames within
+        ``edge`` of either end (what the neighbouring shards read as context)."""
+        total = sum(len(p) for p in parts)
+        keys = [(id(self), first_index + j) for j in range(total)]
+        entries = cache.frames(keys)
+        offset = 0
+        for p in parts:
+            j = 0
+            while j < len(p):
+                if entries[offset + j] is not None:
+                    j += 1
+                    continue
+                a = j
+                while j < len(p) and entries[offset + j] is None:
+                    j += 1
+                red = _halve_until(p[a:j], REDUCED_LONG_SIDE)
+                low, guides, _ = self._first_pass(p[a:j], red, geo, None)
+                for i in range(j - a):
+                    pos = offset + a + i
+                    entries[pos] = (red[i], low[i], guides[i])
+                    if pos < edge or pos >= total - edge:
+                        # copies: a view would keep the whole batch alive in the cache
+                        cache.put_frame(keys[pos], (red[i].copy(), low[i].copy(), guides[i].copy()))
+            offset += len(p)
+        done = [e for e in entries if e is not None]
+        assert len(done) == total
+        return (np.stack([e[0] for e in done]), np.stack([e[1] for e in done]),
+                np.stack([e[2] for e in done]))
+
+    # --- the shard --------------------------------------------------------------------------------------
+
+    def __call__(self, frames: U8, before: U8, after: U8, start: int | None = None, *,
+                 alpha_out: F32 | None = None, fg_out: U8 | None = None,
+                 cache: FrameCache | None = None) -> tuple[F32, U8]:
+        """Alpha [N,H,W] and foreground colour [N,H,W,3] of ``frames``, with context frames around them.
+        ``start``: the video index of ``frames[0]`` (the shard's start), which fast mode's sparse prior
+        needs to sample the same frames however the video is cut; without it the prior runs on every
+        frame. ``alpha_out`` / ``fg_out``: where to write them (float32 [N,H,W] / uint8 [N,H,W,3]);
+        ``fg_out`` may be ``frames`` itself (each frame is read before its band is overwritten) when the
+        caller no longer needs the frames: a fresh 1080p buffer costs more in page faults than the maths
+        that fills it. ``cache``: one :class:`FrameCache` shared by the shards of one video (needs
+        ``start``; used where the first pass has no second opinion: fast mode's lazy gate, no gate)."""
+        cfg = self.config
+        n, h, w = frames.shape[:3]
+        geo = Geometry.of(h, w, cfg.work_long_side)
+        r = cfg.temporal_radius if cfg.temporal else 0
+        k = cfg.crop_window if cfg.crop_pass else 0
+        kb = min(len(before), self.context_before)
+        ka = min(len(after), self.context_after)
+        parts = [p for p in (before[len(before) - kb:], frames, after[:ka]) if len(p)]
+        # fast mode with the prior as the gate's opinion only: the gate asks the prior (and pose) only on
+        # the sampled frames whose answer can change an output frame's decision (see _lazy_presence)
+        lazy = (self.prior is not None and start is not None and cfg.prior_every > 1
+                and not self._prior_borrowed)
+        present: Bool | None
+        if cache is not None and start is not None and (lazy or not self.opinion):
+            reduced_all, low, guides = self._first_pass_cached(
+                parts, geo, start - kb, self.context_before + self.context_after, cache)
+            present = self._lazy_presence(low, reduced_all, start - kb, kb, n) if lazy else None
+            del reduced_all
         else:
-            evs = [x[2] for x in firsts]
-            present = hold(np.concatenate([e for e in evs if e is not None]) > 0, cfg.gate_hold) \
-                if all(e is not None for e in evs) else None
-        del firsts, reduced
+            low, guides, present = self._first_passes(parts, geo, start, kb, n, lazy)
         total = low.shape[0]
         # frames whose matte the temporal window of the output frames reads
         lo, hi = max(0, kb - r), min(total, kb + n + r)
