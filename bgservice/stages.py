@@ -50,6 +50,26 @@ def prepared_input(spec: JobSpec, settings: Settings) -> Iterator[tuple[str, Vid
 BEST_MODEL = "modnet"
 
 
+class JobShards:
+    """What the shards of one job share in one process (the one-process engine; never a Ray Segmenter,
+    whose shards come from other processes): the job's :class:`~bgservice.matte.FrameCache` and each
+    worker thread's alpha buffer (a fresh 1080p float frame costs more in page faults than the maths that
+    fills it). Dropped with the job, so nothing stays allocated between jobs. ``cache_frames``: the
+    frame cache's capacity."""
+
+    def __init__(self, cache_frames: int) -> None:
+        self.cache = FrameCache(cache_frames)
+        self._local = threading.local()
+
+    def alpha_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """This thread's float32 buffer of ``shape`` (N, H, W), reused while the shape holds."""
+        buf: np.ndarray | None = getattr(self._local, "alpha", None)
+        if buf is None or buf.shape != shape:
+            self._local.alpha = None  # drop the old one before allocating
+            buf = self._local.alpha = np.empty(shape, np.float32)
+        return buf
+
+
 class ShardProcessor:
     """Segment, refine and composite one shard. Loads the models once; reused for every shard and job.
 
@@ -67,8 +87,6 @@ class ShardProcessor:
         self._matters: dict[str, Matter] = {"fast": Matter(self.model, MatteConfig.fast())}
         # shards are cut once per job with the pool's context: enough for either mode
         self._context = max(matter_context(MatteConfig.fast()), matter_context(MatteConfig.best()))
-        # per-thread buffers reused from shard to shard (see :meth:`matte`)
-        self._scratch = threading.local()
 
     def resolve_quality(self, requested: str | None) -> str:
         """``fast`` or ``best`` for a job that asked for ``requested`` (None: BGSERVICE_QUALITY)."""
@@ -90,43 +108,37 @@ class ShardProcessor:
     def context_after(self) -> int:
         return self._context
 
-    def matte(self, shard: Shard, quality: str | None = None, *, scratch: bool = False,
-              in_place: bool = False, cache: FrameCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def matte(self, shard: Shard, quality: str | None = None, *, job: JobShards | None = None,
+              in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(alpha float32 [N,H,W] 0..1, foreground colours uint8 [N,H,W,3]) for the shard's frames, in the
         job's ``quality`` (:meth:`resolve_quality`).
 
-        ``scratch``: the alpha goes into this thread's scratch buffer, overwritten by its next shard (for
-        a caller that is done with it before then); ``in_place``: the foreground colours are written over
-        ``shard.frames`` (a writable array the caller no longer needs); ``cache``: the job's
-        :class:`~bgservice.matte.FrameCache` (shards of one video, one process)."""
+        ``job``: what the shards of one job in this process share (:class:`JobShards`): the alpha goes
+        into this thread's buffer there, overwritten by its next shard, and the first pass uses the job's
+        frame cache. ``in_place``: the foreground colours are written over ``shard.frames`` (a writable
+        array the caller no longer needs)."""
         matter = self.matter(self.resolve_quality(quality))
-        n, h, w = shard.frames.shape[:3]
-        alpha_out = None
-        if scratch:
-            alpha_out = getattr(self._scratch, "alpha", None)
-            if alpha_out is None or alpha_out.shape != (n, h, w):
-                alpha_out = self._scratch.alpha = None  # drop the old one before allocating
-                alpha_out = self._scratch.alpha = np.empty((n, h, w), np.float32)
+        alpha_out = job.alpha_buffer(shard.frames.shape[:3]) if job is not None else None
         fg_out = shard.frames if in_place and shard.frames.flags.writeable else None
         return matter(shard.frames, shard.before, shard.after, shard.start, alpha_out=alpha_out,
-                      fg_out=fg_out, cache=cache)
+                      fg_out=fg_out, cache=job.cache if job is not None else None)
 
     def __call__(
         self, shard: Shard, backdrop: Backdrop | np.ndarray, quality: str | None = None, *,
-        consume: bool = False, cache: FrameCache | None = None,
+        job: JobShards | None = None,
     ) -> np.ndarray:
         """The shard's output frames: RGB [N,H,W,3] (composite), RGBA [N,H,W,4] (transparent) or the
-        matte [N,H,W,1]. ``backdrop``: the job's, or a bare plate (composite over it). ``consume``: the
-        caller is done with ``shard.frames``: a writable array may be overwritten with the foreground
-        colours and the composite (the one-process engine; never object-store memory, which is
-        read-only), saving a fresh 1080p buffer per frame. ``cache``: see :meth:`matte`."""
+        matte [N,H,W,1]. ``backdrop``: the job's, or a bare plate (composite over it). ``job`` (the
+        one-process engine): the job's shared state, and the caller is done with ``shard.frames``: a
+        writable array may be overwritten with the foreground colours and the composite (never
+        object-store memory, which is read-only), saving a fresh 1080p buffer per frame."""
         if isinstance(backdrop, np.ndarray):
             backdrop = Backdrop(plate=backdrop)
-        # the alpha is used up before this returns (scratch); the frames may take the foreground colours
-        # (and then the composite) unless the blurred background still needs them
+        # the frames may take the foreground colours (and then the composite) unless the blurred
+        # background still needs them
         composited = backdrop.render not in ("matte", "transparent")
-        in_place = consume and composited and backdrop.blur_sigma <= 0
-        alpha, foreground = self.matte(shard, quality, scratch=True, in_place=in_place, cache=cache)
+        in_place = job is not None and composited and backdrop.blur_sigma <= 0
+        alpha, foreground = self.matte(shard, quality, job=job, in_place=in_place)
         if backdrop.render == "matte":
             return alpha_u8(alpha)
         if backdrop.render == "transparent":

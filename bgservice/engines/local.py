@@ -24,12 +24,11 @@ from bgservice.counters import FRAMES_PROCESSED
 from bgservice.engines.base import CancelToken, JobResult, ProgressFn
 from bgservice.engines.overlap import OrderedMap
 from bgservice.errors import JobCancelled
-from bgservice.matte import FrameCache
 from bgservice.media.decode import FrameReader
 from bgservice.media.types import Shard
 from bgservice.settings import Settings
 from bgservice.spec import JobSpec
-from bgservice.stages import OutputWriter, ShardProcessor, prepared_input
+from bgservice.stages import JobShards, OutputWriter, ShardProcessor, prepared_input
 
 T = TypeVar("T")
 
@@ -120,15 +119,16 @@ def run_job(
             ),
         )
         workers = local_workers(settings)
-        # the shards' context frames are their neighbours' edge frames: computed once (FrameCache)
+        # the shards' context frames are their neighbours' edge frames: computed once (FrameCache); the
+        # shards' frames are this engine's to overwrite, and each worker keeps its alpha buffer
         edges = processor.context_before + processor.context_after
-        cache = FrameCache(capacity=2 * edges * (workers + 1))
+        job = JobShards(cache_frames=2 * edges * (workers + 1))
 
         def work(shard: Shard) -> np.ndarray:
             if cancel is not None and cancel.is_set():
                 raise JobCancelled("the job was cancelled")
             with stage.timed("process"):
-                return processor(shard, backdrop, spec.quality, consume=True, cache=cache)
+                return processor(shard, backdrop, spec.quality, job=job)
 
         with OrderedMap(work, shards, workers=workers, depth=workers) as done:
             for shard, frames in done:
