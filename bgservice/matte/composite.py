@@ -88,7 +88,7 @@ def _blend(fg: U8, plate: U8, a: F32, out: U8) -> None:
     band = cv2.bitwise_not(cv2.bitwise_or(one, zero))
     idx = _nonzero_flat(band.reshape(-1))
     f = gather(fg, idx).astype(np.float32)  # read before ``out`` (maybe ``fg``) is written
-    w = np.take(a.reshape(-1), idx)[:, None]
+    w = gather(a, idx)[:, None]
     f *= w
     f += gather(plate, idx).astype(np.float32) * (np.float32(1.0) - w)
     if out.ctypes.data != fg.ctypes.data:

@@ -50,6 +50,7 @@ from bgservice.matte.gate import apply_prior, hold, keep_prior_components, perso
 from bgservice.matte.guided import apply_coefficients, guided_coefficients, upsample_matte
 from bgservice.matte.temporal import temporal_smooth
 from bgservice.models import SegmentationModel, get_model
+from bgservice.models.selfie import halve
 
 REDUCED_LONG_SIDE = 480  # frames are halved for the model while their long side stays >= this
 ENSEMBLE_PARTNER = {"selfie": "selfie_landscape", "selfie_landscape": "selfie"}
@@ -352,39 +353,31 @@ class Matter:
         guides *= np.float32(1.0 / 255.0)
         return low, guides, evidence
 
-    def _first_passes(self, parts: list[U8], geo: Geometry, start: int | None, kb: int, n: int,
-                      lazy: bool) -> tuple[F32, F32, Bool | None]:
-        """Masks and guides of every frame of ``parts`` (concatenated), and which output frames hold a
-        person (None without a gate)."""
+    def _first_passes_judged(self, parts: list[U8], geo: Geometry, first_index: int | None
+                             ) -> tuple[F32, F32, Bool]:
+        """Masks and guides of every frame of ``parts`` (concatenated) with the gate's second opinion
+        asked per part (the eager gate), and which frames hold a person after the hold."""
         reduced = [_halve_until(p, REDUCED_LONG_SIDE) for p in parts]
-        if lazy:
-            seconds: list[F32 | None] = [None] * len(reduced)
-            exact: list[Bool | None] = [None] * len(reduced)
-        else:
-            seconds, exact = self._seconds(reduced, None if start is None else start - kb)
+        seconds, exact = self._seconds(reduced, first_index)
         firsts = [self._first_pass(p, r, geo, s, e)
                   for p, r, s, e in zip(parts, reduced, seconds, exact, strict=True)]
         del seconds
         low = np.concatenate([x[0] for x in firsts])
         guides = np.concatenate([x[1] for x in firsts])
-        if lazy:
-            assert start is not None
-            return low, guides, self._lazy_presence(
-                low, np.concatenate(reduced) if len(reduced) > 1 else reduced[0], start - kb, kb, n)
-        evs = [x[2] for x in firsts]
-        if all(e is not None for e in evs):
-            return low, guides, hold(np.concatenate([e for e in evs if e is not None]) > 0,
-                                     self.config.gate_hold)
-        return low, guides, None
+        evidence = np.concatenate([x[2] for x in firsts if x[2] is not None])
+        return low, guides, hold(evidence > 0, self.config.gate_hold)
 
-    def _first_pass_cached(self, parts: list[U8], geo: Geometry, first_index: int, edge: int,
-                           cache: FrameCache) -> tuple[U8, F32, F32]:
-        """What :meth:`_first_pass` gives without a second opinion (reduced frames, masks and guides of
-        every frame of ``parts``, concatenated), taking what ``cache`` holds and storing the frames within
-        ``edge`` of either end (what the neighbouring shards read as context)."""
+    def _first_passes(self, parts: list[U8], geo: Geometry, first_index: int, edge: int,
+                      cache: FrameCache | None) -> tuple[U8, F32, F32]:
+        """What :meth:`_first_pass` gives without a second opinion -- reduced frames, masks and guides of
+        every frame of ``parts``, concatenated: each depends on its frame alone -- taking what ``cache``
+        holds (if given) and storing there the frames within ``edge`` of either end (what the
+        neighbouring shards read as context). ``first_index``: the video index of the first frame."""
         total = sum(len(p) for p in parts)
         keys = [(id(self), first_index + j) for j in range(total)]
-        entries = cache.frames(keys)
+        entries: list[tuple[U8, F32, F32] | None] = [None] * total
+        if cache is not None:
+            entries = cache.frames(keys)
         offset = 0
         for p in parts:
             j = 0
@@ -400,7 +393,7 @@ class Matter:
                 for i in range(j - a):
                     pos = offset + a + i
                     entries[pos] = (red[i], low[i], guides[i])
-                    if pos < edge or pos >= total - edge:
+                    if cache is not None and (pos < edge or pos >= total - edge):
                         # copies: a view would keep the whole batch alive in the cache
                         cache.put_frame(keys[pos], (red[i].copy(), low[i].copy(), guides[i].copy()))
             offset += len(p)
@@ -435,13 +428,16 @@ class Matter:
         lazy = (self.prior is not None and start is not None and cfg.prior_every > 1
                 and not self._prior_borrowed)
         present: Bool | None
-        if cache is not None and start is not None and (lazy or not self.opinion):
-            reduced_all, low, guides = self._first_pass_cached(
-                parts, geo, start - kb, self.context_before + self.context_after, cache)
-            present = self._lazy_presence(low, reduced_all, start - kb, kb, n) if lazy else None
-            del reduced_all
+        if lazy or not self.opinion:  # no second opinion in the first pass: per frame, cacheable
+            first_index = (start or 0) - kb
+            reduced, low, guides = self._first_passes(
+                parts, geo, first_index, self.context_before + self.context_after,
+                cache if start is not None else None)
+            present = self._lazy_presence(low, reduced, first_index, kb, n) if lazy else None
+            del reduced
         else:
-            low, guides, present = self._first_passes(parts, geo, start, kb, n, lazy)
+            first = None if start is None else start - kb
+            low, guides, present = self._first_passes_judged(parts, geo, first)
         total = low.shape[0]
         # frames whose matte the temporal window of the output frames reads
         lo, hi = max(0, kb - r), min(total, kb + n + r)
@@ -519,6 +515,6 @@ def _halve_until(frames: U8, long_side: int) -> U8:
         h, w = out.shape[1] // 2, out.shape[2] // 2
         nxt = np.empty((out.shape[0], h, w, 3), np.uint8)
         for i in range(out.shape[0]):
-            cv2.resize(out[i, : 2 * h, : 2 * w], (w, h), dst=nxt[i], interpolation=cv2.INTER_AREA)
+            halve(out[i], nxt[i])
         out = nxt
     return out

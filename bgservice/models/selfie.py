@@ -52,6 +52,15 @@ def data_path(filename: str) -> Path:
     return Path(str(resources.files(DATA_PACKAGE).joinpath(DATA_DIR, filename)))
 
 
+def halve(image: npt.NDArray[np.uint8], out: npt.NDArray[np.uint8] | None = None) -> npt.NDArray[np.uint8]:
+    """``image`` [H,W,C] halved by 2x2 block averages (OpenCV's exact-2x area path; an odd last row /
+    column is dropped), into ``out`` when given."""
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    half: npt.NDArray[np.uint8] = np.asarray(
+        cv2.resize(image[: 2 * h, : 2 * w], (w, h), dst=out, interpolation=cv2.INTER_AREA))
+    return half
+
+
 def model_resize(frame: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np.uint8]:
     """One RGB frame resized to ``w`` x ``h`` for a model: area average when shrinking both axes, else
     bilinear (pixel-centre aligned).
@@ -66,8 +75,7 @@ def model_resize(frame: npt.NDArray[np.uint8], w: int, h: int) -> npt.NDArray[np
     if src.shape[:2] == (h, w):
         return src
     while src.shape[0] >= 2 * h and src.shape[1] >= 2 * w and min(src.shape[:2]) >= 2:
-        hh, hw = src.shape[0] // 2, src.shape[1] // 2
-        src = np.asarray(cv2.resize(src[: 2 * hh, : 2 * hw], (hw, hh), interpolation=cv2.INTER_AREA))
+        src = halve(src)
     if src.shape[:2] == (h, w):
         return src
     interp = cv2.INTER_AREA if src.shape[0] >= h and src.shape[1] >= w else cv2.INTER_LINEAR
