@@ -327,10 +327,10 @@ def matter_for(cfg: MatteConfig) -> Matter:
     return Matter(main, cfg)
 
 
-def empty_share(matter: Matter, frames: list[U8]) -> float:
+def empty_share(matter: Matter, frames: list[U8], scale: int = 1) -> float:
     """Share of pixels with alpha > 0.5 over person-free frames (run as one clip with context)."""
     plate = np.zeros((H, W, 3), np.uint8)
-    alphas, _ = run_scaled(matter, frames, plate, SCALE)
+    alphas, _ = run_scaled(matter, frames, plate, scale)
     return float(np.mean([(a > 0.5).mean() for a in alphas])) * 100
 
 
@@ -354,10 +354,10 @@ def run_scaled(matter: Matter, frames: list[U8], plate: U8, k: int) -> tuple[lis
     return back, [np.asarray(cv2.resize(c, (w, h), interpolation=cv2.INTER_AREA)) for c in comps]
 
 
-SCALE = 1  # --scale: frames upscaled this many times before the matte (480x360 x 3 = 1440x1080)
-
-
-def run_set(clips: list[Clip], empties: dict[str, list[U8]], cfgs: dict[str, MatteConfig]) -> None:
+def run_set(clips: list[Clip], empties: dict[str, list[U8]], cfgs: dict[str, MatteConfig],
+            scale: int = 1) -> None:
+    """Score each configuration on each clip and the person-free frames; ``scale``: run on the frames
+    upscaled this many times (``--scale``), scored at the clips' own size."""
     plate = np.empty((H, W, 3), np.uint8)
     plate[...] = PLATE_RGB
     means: dict[str, list[dict[str, float]]] = {k: [] for k in cfgs}
@@ -369,7 +369,7 @@ def run_set(clips: list[Clip], empties: dict[str, list[U8]], cfgs: dict[str, Mat
             m = matter_for(cfg)
             pl = np.empty((*clip.frames[0].shape[:2], 3), np.uint8)
             pl[...] = PLATE_RGB
-            alphas, comps = run_scaled(m, clip.frames, pl, SCALE)
+            alphas, comps = run_scaled(m, clip.frames, pl, scale)
             s = score(clip, alphas, comps, pl if clip.gt_fg is not None else None)
             if clip.box is None:
                 means[label].append(s)
@@ -391,7 +391,7 @@ def run_set(clips: list[Clip], empties: dict[str, list[U8]], cfgs: dict[str, Mat
     print("\n**person-free frames: share of pixels with alpha > 0.5 (target: <= 1 %)**\n")
     print("| background | " + " | ".join(cfgs) + " |\n|---|" + "---|" * len(cfgs))
     for bg, frames in empties.items():
-        cells = [f"{empty_share(matter_for(cfg), frames):.1f} %" for cfg in cfgs.values()]
+        cells = [f"{empty_share(matter_for(cfg), frames, scale):.1f} %" for cfg in cfgs.values()]
         print(f"| {bg} | " + " | ".join(cells) + " |", flush=True)
 
 
@@ -471,8 +471,7 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=1,
                     help="run on the frames upscaled this many times (3: 1440x1080), scored at 480x360")
     args = ap.parse_args()
-    global SCALE
-    SCALE = max(1, args.scale)
+    scale = max(1, args.scale)
     cv2.setNumThreads(1)
     install_cache()
     cfgs = variants() if args.variants else {"fast": MatteConfig.fast(), "best": MatteConfig.best()}
@@ -487,11 +486,11 @@ def main() -> None:
         if args.davis_only:
             clips = [c for c in clips if c.box is not None]
         run_set(clips, {} if args.no_empty else
-                {k: v[: max(4, args.frames // 2)] for k, v in tuning_empty(args.frames).items()}, cfgs)
+                {k: v[: max(4, args.frames // 2)] for k, v in tuning_empty(args.frames).items()}, cfgs, scale)
     if args.set in ("heldout", "both"):
         print("\n## Held-out set\n")
         clips, empties = heldout_clips(args.frames)
-        run_set(clips, {} if args.no_empty else empties, cfgs)
+        run_set(clips, {} if args.no_empty else empties, cfgs, scale)
     if args.timing:
         cpu_ms_1080p({"fast before issue 11 (no gate)": MatteConfig(),
                       f"{EAGER_LABEL} (gate asks MODNet on every 4th frame)": MatteConfig.fast(),

@@ -53,11 +53,11 @@ from bgservice.media.timing import FrameTimes, describe, frame_times, pick_video
 from bgservice.media.types import Shard, TrimWindow, VideoInfo
 
 Orientation = tuple[int, int, int, int]
+SPARE_BLOCKS = 2  # shard arrays a reader keeps for reuse (see FrameReader.recycle)
 
 # swscale's fast YUV -> RGB converter (nearest chroma) takes these formats; it truncates: measured against
 # an exact float conversion of the same YUV planes its RGB is 0.4-1.5 levels low (R/G/B -0.97/-1.46/-0.97
 # on the juggle clip, -0.93/-1.41/-0.99 on Tears of Steel), never high.
-SPARE_BLOCKS = 2  # shard arrays a reader keeps for reuse (see FrameReader.recycle)
 FAST_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p"})
 # Adding one level (0 and 255 kept, as truncation cannot have moved them up) brings the mean error to
 # ~0.3-0.5 and the bias near 0.

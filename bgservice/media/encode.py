@@ -193,16 +193,14 @@ class VideoWriter:
             return av.VideoFrame.from_ndarray(planes, format="yuv420p")
         source, view = self._source_frame(pixels.shape[1], pixels.shape[0])
         view[...] = pixels
-        out = self._reformatter.reformat(
+        # always a new frame for the encoder: the layouts (rgb24, rgba) are never the codec's pix_fmt
+        return self._reformatter.reformat(
             source,
             format=self._pix_fmt,
             dst_colorspace=Colorspace.ITU709,
             dst_color_range=ColorRange.MPEG,
             threads=1,
         )
-        if out is source:  # nothing to convert (never for these layouts): the encoder gets its own frame
-            return av.VideoFrame.from_ndarray(pixels, format=self._layout)
-        return out
 
     def _source_frame(self, w: int, h: int) -> tuple[av.VideoFrame, np.ndarray]:
         """One RGB(A) frame kept for the writer's life and a numpy view of its pixels: swscale reads each
